@@ -1,0 +1,44 @@
+# Face-detection course kit. Every target creates .venv (Python 3.11) from requirements.txt on first
+# use and reuses it afterwards. The two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+SUBMISSION ?= assignments
+RESULTS ?= outputs/grades/results.json
+
+.PHONY: demo test release check-release references grade venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+## demo: the main job (until the RetinaFace homework lands: grade the solutions, print the table)
+demo: $(STAMP)
+	$(PY) -m pytest autograder/ --submission solutions --results outputs/demo/results.json -q
+
+## test: the kit's own tests (release in sync, grading isolation, solutions get full marks, ...)
+test: $(STAMP)
+	$(PY) -m utils.release check
+	$(PY) -m pytest tests/ -q
+
+## release: regenerate assignments/ from solutions/ with nbgrader (never edit assignments/ by hand)
+release: $(STAMP)
+	$(PY) -m utils.release generate
+
+## check-release: fail if assignments/ differs from what solutions/ generates
+check-release: $(STAMP)
+	$(PY) -m utils.release check
+
+## references: regenerate autograder/references/*.pt by running the solutions
+references: $(STAMP)
+	$(PY) -m autograder.make_references
+
+## grade: grade one submission folder laid out like assignments/ (make grade SUBMISSION=dir)
+grade: $(STAMP)
+	$(PY) -m pytest autograder/ --submission $(SUBMISSION) --results $(RESULTS) -q; \
+	status=$$?; echo "results: $(RESULTS)"; [ $$status -le 1 ]

@@ -1,0 +1,47 @@
+"""The check cells of the notebooks: the autograder's public checks, run on the live notebook.
+
+    check = Checker("retinaface", globals())   # in the notebook's first (given) cell
+    check("jaccard")                           # in the check cell under an answer cell
+
+It runs the same graded test functions as ``pytest autograder/`` (public ones only) against the
+definitions in the running notebook and prints one line per check.
+"""
+from __future__ import annotations
+
+import importlib
+
+from autograder import feedback as fb
+from autograder.grading import LiveSubmission
+
+
+class Checker:
+    def __init__(self, hw: str, namespace: dict, device: str = "cpu") -> None:
+        self.hw, self.namespace, self.device = hw, namespace, device
+
+    def tests_for(self, unit: str) -> list:
+        module = importlib.import_module(f"autograder.test_{self.hw}")
+        tests = [fn for fn in vars(module).values()
+                 if callable(fn) and getattr(fn, "graded", None) is not None
+                 and fn.graded.unit == unit and fn.graded.public]
+        if not tests:
+            raise ValueError(f"no public checks for unit {unit!r} in autograder/test_{self.hw}.py")
+        return tests
+
+    def __call__(self, unit: str) -> None:
+        submission = LiveSubmission(self.hw, self.namespace, self.device)
+        earned = total = 0.0
+        try:
+            for test in self.tests_for(unit):
+                info = test.graded
+                total += info.points
+                try:
+                    test(submission)
+                except fb.GradingFailure as err:
+                    print(f"✗ {info.title} (0/{info.points:g}) — {err.kind}: {err}")
+                else:
+                    earned += info.points
+                    print(f"✓ {info.title} ({info.points:g}/{info.points:g})")
+        finally:
+            submission.close()
+        verdict = "all public checks pass" if earned == total else "some checks fail"
+        print(f"{unit}: {earned:g}/{total:g} points on the public checks — {verdict}")

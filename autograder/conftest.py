@@ -1,0 +1,171 @@
+"""pytest plumbing for grading: options, the sandboxed submission, the score table, results.json.
+
+    pytest autograder/                                   # grades assignments/ (the release)
+    pytest autograder/ --submission DIR --results r.json # DIR laid out like assignments/
+    pytest autograder/ --device cuda                     # the same tests on the GPU
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from autograder import feedback as fb
+from autograder.grading import Graded, SandboxSubmission
+from autograder.sandbox import DEFAULT_UNIT_TIMEOUT, REPO_ROOT
+
+RELEASE_DIR = REPO_ROOT / "assignments"
+FEEDBACK_WIDTH = 90
+
+
+@dataclass
+class GradedResult:
+    unit: str
+    title: str
+    points: float
+    score: float
+    kind: str          # "ok", "skipped" or a feedback kind
+    feedback: str
+    public: bool
+    seconds: float
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grading")
+    group.addoption("--submission", default=str(RELEASE_DIR),
+                    help="folder laid out like assignments/ (default: assignments/)")
+    group.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="where student code runs")
+    group.addoption("--results", default=None, help="write Gradescope results.json here")
+    group.addoption("--unit-timeout", type=float, default=DEFAULT_UNIT_TIMEOUT,
+                    help="seconds each graded unit may run (default %(default)s)")
+    group.addoption("--unit-memory-gb", type=float, default=4.0,
+                    help="memory each graded unit may allocate on CPU (default %(default)s GiB)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._grading = {"results": [], "submissions": {}, "notes": [], "started": time.monotonic()}
+
+
+def _homework_dir(root: Path, hw: str) -> Path:
+    """``root/hw`` when the submission is laid out like assignments/, else ``root`` itself."""
+    return root / hw if (root / hw).is_dir() else root
+
+
+@pytest.fixture
+def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
+    config = request.config
+    device = config.getoption("--device")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda: no CUDA device on this machine")
+    hw = request.module.HW
+    state = config._grading
+    if hw not in state["submissions"]:
+        root = Path(config.getoption("--submission")).resolve()
+        sub = SandboxSubmission(hw, _homework_dir(root, hw), RELEASE_DIR / hw, device,
+                                config.getoption("--unit-timeout"), config.getoption("--unit-memory-gb"))
+        state["submissions"][hw] = sub
+        try:
+            sub.sandbox.start()
+        except RuntimeError as err:
+            state["notes"].append(f"{hw}: {err}")
+        state["notes"] += [f"{hw}: {p}" for p in sub.sandbox.problems]
+    return state["submissions"][hw]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("graded")
+    if marker is None:
+        return
+    info: Graded = marker.args[0]
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        results = item.config._grading["results"]
+        if report.skipped:
+            results.append(GradedResult(info.unit, info.title, info.points, 0.0, "skipped",
+                                        str(report.longrepr[-1]) if isinstance(report.longrepr, tuple)
+                                        else "skipped", info.public, report.duration))
+        elif report.passed:
+            results.append(GradedResult(info.unit, info.title, info.points, info.points, "ok", "",
+                                        info.public, report.duration))
+        else:
+            err = call.excinfo.value if call.excinfo else None
+            if isinstance(err, fb.GradingFailure):
+                kind, message = err.kind, str(err)
+            else:  # a check that crashed on an unexpected answer: still the student's feedback
+                kind = fb.ERROR
+                message = f"the check could not handle the result: {type(err).__name__}: {err}"
+            report.longrepr = f"[{info.unit}] {kind}: {message}"
+            results.append(GradedResult(info.unit, info.title, info.points, 0.0, kind, message,
+                                        info.public, report.duration))
+
+
+def _first_line(text: str, width: int = FEEDBACK_WIDTH) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state = config._grading
+    results: list[GradedResult] = state["results"]
+    if not results and not state["notes"]:
+        return
+    tr = terminalreporter
+    tr.section("grading")
+    for note in state["notes"]:
+        tr.write_line(f"note: {note}")
+    unit_w = max([4] + [len(r.unit) for r in results])
+    title_w = min(48, max([5] + [len(r.title) for r in results]))
+    tr.write_line(f"{'unit':<{unit_w}}  {'check':<{title_w}}  {'points':>9}  feedback")
+    for r in results:
+        pts = "skipped" if r.kind == "skipped" else f"{r.score:g}/{r.points:g}"
+        note = "ok" if r.kind == "ok" else f"{r.kind}: {_first_line(r.feedback)}"
+        tr.write_line(f"{r.unit:<{unit_w}}  {r.title[:title_w]:<{title_w}}  {pts:>9}  {note}")
+    counted = [r for r in results if r.kind != "skipped"]
+    total = sum(r.score for r in counted)
+    max_total = sum(r.points for r in counted)
+    tr.write_line(f"TOTAL {total:g}/{max_total:g}")
+
+
+def _gradescope(config: pytest.Config, collect_errors: list[str]) -> dict:
+    state = config._grading
+    tests = []
+    for r in state["results"]:
+        if r.kind == "skipped":
+            continue
+        tests.append({
+            "name": f"{r.unit}: {r.title}",
+            "score": r.score,
+            "max_score": r.points,
+            "status": "passed" if r.kind == "ok" else "failed",
+            "output": "" if r.kind == "ok" else f"{r.kind}: {r.feedback}",
+            "visibility": "visible" if r.public else "after_due_date",
+        })
+    return {
+        "score": sum(t["score"] for t in tests),
+        "max_score": sum(t["max_score"] for t in tests),
+        "execution_time": round(time.monotonic() - state["started"], 2),
+        "output": "\n".join(state["notes"] + collect_errors),
+        "tests": tests,
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config._grading
+    try:
+        path = config.getoption("--results")
+        if path:
+            errors = [f"grading error: {r.nodeid}: {r.longreprtext[-500:]}"
+                      for r in config.pluginmanager.get_plugin("terminalreporter").stats.get("error", [])
+                      if hasattr(r, "longreprtext")] if config.pluginmanager.get_plugin("terminalreporter") else []
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(_gradescope(config, errors), indent=2))
+    finally:
+        for sub in state["submissions"].values():
+            sub.close()

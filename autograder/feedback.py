@@ -1,0 +1,112 @@
+"""Comparisons that explain themselves: which case failed, expected vs received shape and dtype,
+and the largest error — never a wall of traceback."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from autograder.transfer import Opaque
+
+# Kinds of failure, as the score table shows them.
+WRONG = "wrong answer"
+NOT_IMPLEMENTED = "not implemented yet"
+ERROR = "error"
+MISSING = "missing"
+TIMEOUT = "time limit"
+CRASHED = "crashed"
+TAMPERED = "tampered"
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-5
+
+
+class GradingFailure(AssertionError):
+    """A failed check; ``kind`` is one of the kinds above, the message is the student's feedback."""
+
+    def __init__(self, message: str, kind: str = WRONG) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def describe(value: Any) -> str:
+    """``float32 [7, 5] tensor``, ``int``, ``tuple of 3`` ..."""
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).replace('torch.', '')} {list(value.shape)} tensor"
+    if isinstance(value, np.ndarray):
+        return f"numpy {value.dtype} {list(value.shape)} array"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, Opaque):
+        return f"{value.type_name} object ({value.text})"
+    return type(value).__name__
+
+
+def _fail(case: str, what: str) -> GradingFailure:
+    return GradingFailure(f"case '{case}': {what}")
+
+
+def expect_tensor(received: Any, case: str, what: str = "result") -> torch.Tensor:
+    if isinstance(received, np.ndarray):
+        raise _fail(case, f"{what} should be a torch.Tensor, got a {describe(received)} "
+                          f"(convert with torch.from_numpy or stay in torch)")
+    if not isinstance(received, torch.Tensor):
+        raise _fail(case, f"{what} should be a torch.Tensor, got {describe(received)}")
+    return received
+
+
+def expect_close(received: Any, expected: torch.Tensor, case: str, what: str = "result",
+                 rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, check_dtype: bool = True,
+                 equal_nan: bool = True) -> None:
+    """``received`` must be a tensor of ``expected``'s shape (and dtype) with close values."""
+    received = expect_tensor(received, case, what)
+    if tuple(received.shape) != tuple(expected.shape):
+        raise _fail(case, f"{what} has the wrong shape: expected {describe(expected)}, "
+                          f"got {describe(received)}")
+    if check_dtype and received.dtype != expected.dtype:
+        raise _fail(case, f"{what} has the wrong dtype: expected {describe(expected)}, "
+                          f"got {describe(received)}")
+    if expected.numel() == 0:
+        return
+    got = received.detach().to(torch.float64)
+    want = expected.detach().to(torch.float64)
+    nan_mismatch = torch.isnan(got) != torch.isnan(want)
+    if equal_nan and nan_mismatch.any():
+        idx = tuple(int(i) for i in torch.nonzero(nan_mismatch)[0])
+        raise _fail(case, f"{what}{list(idx)}: expected {want[idx].item():.6g}, got {got[idx].item():.6g}")
+    both = ~(torch.isnan(got) & torch.isnan(want)) if equal_nan else torch.ones_like(got, dtype=torch.bool)
+    err = torch.where(both, (got - want).abs(), torch.zeros_like(got))
+    err = torch.nan_to_num(err, nan=float("inf"))
+    allowed = atol + rtol * want.abs().nan_to_num(0.0)
+    bad = err > allowed
+    if bad.any():
+        flat = int(torch.argmax(torch.where(bad, err, torch.zeros_like(err))))
+        idx = tuple(int(i) for i in np.unravel_index(flat, tuple(got.shape))) if got.dim() else ()
+        raise _fail(case, f"{what} differs at {int(bad.sum())} of {got.numel()} entries; largest error "
+                          f"{err[idx].item():.4g} at {list(idx)} (expected {want[idx].item():.6g}, got "
+                          f"{got[idx].item():.6g}; tolerance {atol:g} + {rtol:g}·|expected|)")
+
+
+def expect_equal(received: Any, expected: torch.Tensor, case: str, what: str = "result") -> None:
+    """Exact equality of integer/bool tensors (indices, labels), with a readable difference."""
+    received = expect_tensor(received, case, what)
+    if tuple(received.shape) != tuple(expected.shape):
+        raise _fail(case, f"{what} has the wrong shape: expected {describe(expected)}, "
+                          f"got {describe(received)}"
+                          + (f" — expected {expected.tolist()}, got {received.tolist()}"
+                             if expected.numel() <= 12 and received.numel() <= 12 else ""))
+    if received.dtype.is_floating_point != expected.dtype.is_floating_point:
+        raise _fail(case, f"{what} has the wrong dtype: expected {describe(expected)}, "
+                          f"got {describe(received)}")
+    diff = received.cpu() != expected.cpu()
+    if diff.any():
+        idx = tuple(int(i) for i in torch.nonzero(diff)[0])
+        raise _fail(case, f"{what} differs at {int(diff.sum())} of {expected.numel()} entries; first at "
+                          f"{list(idx)}: expected {expected[idx].item()}, got {received[idx].item()}")
+
+
+def expect_type(received: Any, types: type | tuple[type, ...], case: str, what: str = "result") -> None:
+    if not isinstance(received, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise _fail(case, f"{what} should be a {names}, got {describe(received)}")

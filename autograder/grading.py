@@ -1,0 +1,184 @@
+"""What graded tests see: the ``graded`` decorator, a submission's outputs, and the references.
+
+A graded test is a plain function ``test_x(submission)`` decorated with ``@graded(unit, points,
+title)``. It asks ``submission.output(unit, case)`` for what the student's code returned on a case
+and checks it with ``autograder.feedback``. The same functions run under pytest (the submission is
+a sandboxed worker, ``SandboxSubmission``) and in the notebook's check cells (the submission is the
+live notebook namespace, ``LiveSubmission``).
+"""
+from __future__ import annotations
+
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+from autograder import feedback as fb
+from autograder.sandbox import Sandbox
+from autograder.units import Unit, homework_units, to_device
+
+REFERENCES_DIR = Path(__file__).resolve().parent / "references"
+
+_LOAD_KINDS = {"missing": fb.MISSING, "not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR,
+               "tampered": fb.TAMPERED, "skipped": fb.CRASHED}
+_CASE_KINDS = {"not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR, "tampered": fb.TAMPERED}
+
+
+@dataclass(frozen=True)
+class Graded:
+    unit: str
+    points: float
+    title: str
+    public: bool = True
+
+
+def graded(unit: str, points: float, title: str, public: bool = True) -> Callable:
+    """Mark a test as worth ``points`` for answer cell ``unit``; ``public`` tests also run in the
+    notebook's check cells."""
+    def decorate(fn: Callable) -> Callable:
+        fn.graded = Graded(unit, points, title, public)
+        return pytest.mark.graded(fn.graded)(fn)
+    return decorate
+
+
+def references_path(hw: str) -> Path:
+    return REFERENCES_DIR / f"{hw}.pt"
+
+
+def load_references(hw: str) -> dict:
+    path = references_path(hw)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `make references` (instructors) or restore "
+                                f"the file from the release")
+    return torch.load(path, weights_only=True)
+
+
+class Submission:
+    """Outputs of one submission's units, plus the shared inputs and references."""
+
+    def __init__(self, hw: str, device: str = "cpu") -> None:
+        self.hw = hw
+        self.device = torch.device(device)
+        self.units: dict[str, Unit] = homework_units(hw)
+        self._references: dict | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="grading-inputs-")
+        self._inputs: dict[tuple[str, str], dict] = {}
+
+    def inputs(self, unit: str, case: str) -> dict[str, Any]:
+        """A case's inputs built in this process (CPU), e.g. to compute an oracle's answer."""
+        key = (unit, case)
+        if key not in self._inputs:
+            case_dir = Path(self._tmp.name) / f"{unit}-{len(self._inputs)}"
+            case_dir.mkdir()
+            self._inputs[key] = self.units[unit].case(case).make_inputs(case_dir)
+        return self._inputs[key]
+
+    def reference(self, unit: str, case: str) -> Any:
+        """The solution's output on a case, from ``autograder/references/<hw>.pt``."""
+        if self._references is None:
+            self._references = load_references(self.hw)
+        try:
+            return self._references[unit][case]
+        except KeyError:
+            raise KeyError(f"no reference for {unit!r} case {case!r} in {references_path(self.hw)}: "
+                           f"run `make references`") from None
+
+    def case_names(self, unit: str, public_only: bool = False) -> list[str]:
+        return [c.name for c in self.units[unit].cases if c.public or not public_only]
+
+    def output(self, unit: str, case: str) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+class SandboxSubmission(Submission):
+    """A submission folder graded through the isolated worker (``autograder.sandbox``)."""
+
+    def __init__(self, hw: str, submission_dir: Path, release_dir: Path, device: str = "cpu",
+                 unit_timeout: float = 60.0, memory_gb: float = 4.0) -> None:
+        super().__init__(hw, device)
+        self.sandbox = Sandbox(hw, submission_dir, release_dir, device, unit_timeout, memory_gb)
+
+    def _dependency_note(self, unit: str) -> str:
+        broken = [d for d in self.units[unit].depends
+                  if self.sandbox.loads.get(d, {}).get("status", "ok") != "ok"
+                  or (d in self.sandbox.runs and not all(c.ok for c in self.sandbox.runs[d].cases.values()))
+                  or (d in self.sandbox.runs and self.sandbox.runs[d].status != "ok")]
+        return (f" (note: this unit calls your {', '.join(broken)}, which fail(s) its own checks; "
+                f"fix that first)") if broken else ""
+
+    def output(self, unit: str, case: str) -> Any:
+        run = self.sandbox.run(unit)
+        note = self._dependency_note(unit)
+        if run.status == "load_failed":
+            kind = _LOAD_KINDS.get(run.load.get("status"), fb.ERROR)
+            raise fb.GradingFailure(run.detail + note, kind)
+        if run.status == "timeout":
+            raise fb.GradingFailure(run.detail, fb.TIMEOUT)
+        if run.status == "crashed":
+            raise fb.GradingFailure(run.detail, fb.CRASHED)
+        result = run.cases[case]
+        if not result.ok and result.kind == "not_implemented":
+            raise fb.GradingFailure(f"fill in the answer cell {unit!r}: it still raises "
+                                    f"NotImplementedError (case '{case}')", fb.NOT_IMPLEMENTED)
+        if not result.ok:
+            raise fb.GradingFailure(f"case '{case}': {result.message}{note}", _CASE_KINDS[result.kind])
+        expected_device = self.device.type
+        if self.units[unit].same_device and any(not d.startswith(expected_device) for d in result.devices):
+            raise fb.GradingFailure(f"case '{case}': returned a tensor on {', '.join(result.devices)}; "
+                                    f"results must stay on the inputs' device ({expected_device})")
+        return result.value
+
+    def close(self) -> None:
+        self.sandbox.close()
+        super().close()
+
+
+class LiveSubmission(Submission):
+    """The definitions of a running notebook (its ``globals()``), checked in-process."""
+
+    def __init__(self, hw: str, namespace: dict, device: str = "cpu") -> None:
+        super().__init__(hw, device)
+        self.namespace = _Namespace(namespace)
+        self._outputs: dict[tuple[str, str], Any] = {}
+
+    def output(self, unit: str, case: str) -> Any:
+        key = (unit, case)
+        if key not in self._outputs:
+            inputs = to_device(self.units[unit].case(case).make_inputs(Path(self._tmp.name)), self.device)
+            torch.manual_seed(0)
+            np.random.seed(0)
+            try:
+                self._outputs[key] = self.units[unit].call(self.namespace, inputs, self.device)
+            except NotImplementedError:
+                raise fb.GradingFailure(f"fill in the answer cell {unit!r}: it still raises "
+                                        f"NotImplementedError", fb.NOT_IMPLEMENTED) from None
+            except AttributeError as err:
+                raise fb.GradingFailure(f"case '{case}': {err} (did you run the cell that defines it?)",
+                                        fb.ERROR) from None
+            except Exception as err:
+                frames = traceback.extract_tb(err.__traceback__)[-1:]
+                where = f" (line {frames[0].lineno}: {frames[0].line})" if frames else ""
+                raise fb.GradingFailure(f"case '{case}': {type(err).__name__}: {err}{where}",
+                                        fb.ERROR) from None
+        return self._outputs[key]
+
+
+class _Namespace:
+    """Attribute access over a notebook's globals dict (what ``Unit.call`` expects)."""
+
+    def __init__(self, names: dict) -> None:
+        self._names = names
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._names[name]
+        except KeyError:
+            raise AttributeError(f"name {name!r} is not defined") from None

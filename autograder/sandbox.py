@@ -1,0 +1,204 @@
+"""The scoring side of the sandbox: starts the worker once per submission and asks it for units.
+
+The process that compares outputs and scores never imports student code. It starts
+``autograder.worker`` (one start-up per submission), reads its JSON-line messages with deadlines,
+and reads each unit's outputs with ``torch.load(weights_only=True)``. If a cell kills or hangs the
+worker while the notebooks load, that cell is skipped and the worker restarted; if a unit kills
+the worker itself, the unit is charged and the next unit gets a fresh worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autograder.transfer import unwrap
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_UNIT_TIMEOUT = 60.0
+START_TIMEOUT = 120.0        # importing torch and loading the notebooks' given cells
+WORKER_MARGIN = 30.0         # extra wait beyond a unit's own limit before the worker is presumed lost
+
+
+@dataclass
+class CaseResult:
+    ok: bool
+    value: Any = None
+    kind: str = ""            # not_implemented | error | tampered (when not ok)
+    message: str = ""
+    devices: tuple[str, ...] = ()
+
+
+@dataclass
+class UnitRun:
+    """Everything the worker said about one unit."""
+
+    grade_id: str
+    load: dict
+    status: str               # ok | load_failed | timeout | crashed
+    detail: str = ""
+    cases: dict[str, CaseResult] = field(default_factory=dict)
+    output: str = ""
+    seconds: float = 0.0
+
+
+class _LineReader:
+    def __init__(self, stream) -> None:
+        self.fd = stream.fileno()
+        self.buffer = b""
+
+    def readline(self, timeout: float) -> str | None:
+        """One line, or None at end of stream; raises TimeoutError past ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
+class Sandbox:
+    """Runs one submission's units in a worker process; results are cached per unit."""
+
+    def __init__(self, hw: str, submission: Path, release: Path, device: str = "cpu",
+                 unit_timeout: float = DEFAULT_UNIT_TIMEOUT, memory_gb: float = 4.0) -> None:
+        self.hw, self.submission, self.release = hw, Path(submission), Path(release)
+        self.device, self.unit_timeout, self.memory_gb = device, unit_timeout, memory_gb
+        self._tmp = tempfile.TemporaryDirectory(prefix="grading-")
+        self.workdir = Path(self._tmp.name)
+        self.skip: set[str] = set()
+        self.loads: dict[str, dict] = {}
+        self.problems: list[str] = []
+        self.runs: dict[str, UnitRun] = {}
+        self.worker_starts = 0
+        self.start_error: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._reader: _LineReader | None = None
+
+    # -- worker life cycle -------------------------------------------------------------------
+    def _spawn(self) -> None:
+        self.worker_starts += 1
+        cmd = [sys.executable, "-m", "autograder.worker", "--hw", self.hw,
+               "--submission", str(self.submission), "--release", str(self.release),
+               "--device", self.device, "--skip", ",".join(sorted(self.skip)),
+               "--memory-gb", str(self.memory_gb), "--log", str(self.workdir / "worker.log")]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        self._proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        self._reader = _LineReader(self._proc.stdout)
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self._proc.wait()
+            self._proc = None
+
+    def _worker_log_tail(self) -> str:
+        log = self.workdir / "worker.log"
+        return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+
+    def start(self) -> None:
+        """Start the worker and wait until every notebook is loaded (skipping cells that kill it)."""
+        while self._proc is None:
+            self._spawn()
+            loading, started = None, time.monotonic()
+            while True:
+                try:
+                    line = self._reader.readline(self.unit_timeout if loading else START_TIMEOUT)
+                except TimeoutError:
+                    line, why = None, "did not finish loading"
+                else:
+                    why = "ended the grading worker while loading"
+                if line is None:
+                    self._kill()
+                    if loading is None or loading in self.skip:
+                        self.start_error = f"the grading worker failed to start:\n{self._worker_log_tail()}"
+                        raise RuntimeError(self.start_error)
+                    self.skip.add(loading)
+                    self.problems.append(f"answer cell {loading!r} {why} (after "
+                                         f"{time.monotonic() - started:.0f} s); it was skipped")
+                    break
+                msg = json.loads(line)
+                if msg["event"] == "loading":
+                    loading = msg["unit"]
+                elif msg["event"] == "ready":
+                    self.loads = msg["loads"]
+                    self.problems += msg["problems"]
+                    return
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(b'{"cmd": "quit"}\n')
+                self._proc.stdin.flush()
+                self._proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        self._tmp.cleanup()
+
+    # -- units -----------------------------------------------------------------------------
+    def run(self, grade_id: str) -> UnitRun:
+        """The unit's outputs on all its cases (run once, then cached)."""
+        if grade_id not in self.runs:
+            self.runs[grade_id] = self._run(grade_id)
+        return self.runs[grade_id]
+
+    def _run(self, grade_id: str) -> UnitRun:
+        if self.start_error is not None:
+            return UnitRun(grade_id, {"status": "error"}, "crashed", self.start_error)
+        if self._proc is None:
+            try:
+                self.start()
+            except RuntimeError:
+                return UnitRun(grade_id, {"status": "error"}, "crashed", self.start_error)
+        load = self.loads.get(grade_id, {"status": "missing", "detail": f"unknown unit {grade_id!r}"})
+        if load["status"] != "ok":
+            return UnitRun(grade_id, load, "load_failed", load.get("detail", ""))
+        result_path = self.workdir / f"{grade_id}.pt"
+        started = time.monotonic()
+        command = {"cmd": "run", "unit": grade_id, "timeout": self.unit_timeout, "result": str(result_path)}
+        try:
+            self._proc.stdin.write((json.dumps(command) + "\n").encode())
+            self._proc.stdin.flush()
+            while True:
+                line = self._reader.readline(self.unit_timeout + WORKER_MARGIN)
+                if line is None:
+                    raise EOFError
+                msg = json.loads(line)
+                if msg["event"] == "done":
+                    break
+        except (TimeoutError, EOFError, OSError):
+            self._kill()  # the next unit gets a fresh worker
+            return UnitRun(grade_id, load, "crashed", "the grading worker stopped answering while "
+                           "running this unit", seconds=time.monotonic() - started)
+        run = UnitRun(grade_id, load, msg["status"], msg["detail"], seconds=time.monotonic() - started)
+        if run.status == "ok":
+            data = torch.load(result_path, weights_only=True)
+            run.output = data["output"]
+            for name, rec in data["cases"].items():
+                if rec["ok"]:
+                    run.cases[name] = CaseResult(True, unwrap(rec["value"]), devices=tuple(rec["devices"]))
+                else:
+                    run.cases[name] = CaseResult(False, kind=rec["kind"], message=rec["message"])
+        return run
