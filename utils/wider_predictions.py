@@ -34,6 +34,13 @@ def _malformed(path: Path, line_no: int, what: str) -> ValueError:
                       f"(image name, detection count, then one 'x y w h score' line per detection)")
 
 
+def _parse_numbers(path: Path, line_no: int, fields: list[str]) -> list[float]:
+    try:
+        return [float(v) for v in fields]
+    except ValueError:
+        raise _malformed(path, line_no, f"not a number in {' '.join(fields)!r}") from None
+
+
 def read_prediction_file(path: str | Path) -> tuple[str, np.ndarray]:
     """One submission file -> (image name, float64 [k, 5] (x, y, w, h, score)).
 
@@ -65,17 +72,12 @@ def read_prediction_file(path: str | Path) -> tuple[str, np.ndarray]:
             raise _malformed(path, no, f"{len(fields)} values instead of {FIELDS_PER_LINE}")
     try:
         dets = np.array([fields for _, fields in numbered], dtype=np.float64).reshape(-1, FIELDS_PER_LINE)
-    except ValueError:
-        dets = None  # find the offending line below, for the message
-    bad_rows = (np.arange(count) if dets is None else np.flatnonzero(~np.isfinite(dets).all(axis=1)))
-    for row in bad_rows:
-        no, fields = numbered[row]
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            raise _malformed(path, no, f"not a number in {' '.join(fields)!r}") from None
-        if not np.isfinite(values).all():
-            raise _malformed(path, no, f"non-finite value in {' '.join(fields)!r}")
+    except ValueError:  # parse line by line to name the offending one
+        dets = np.array([_parse_numbers(path, no, fields) for no, fields in numbered])
+    not_finite = np.flatnonzero(~np.isfinite(dets).all(axis=1))
+    if not_finite.size:
+        no, fields = numbered[not_finite[0]]
+        raise _malformed(path, no, f"non-finite value in {' '.join(fields)!r}")
     return name, dets
 
 
@@ -83,8 +85,8 @@ def read_predictions(pred_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """A submission folder -> ``{event: {image name: float64 [k, 5] (x, y, w, h, score)}}``.
 
     Every sub-folder is an event and every ``*.txt`` file in it an image. Other entries (stray
-    files, hidden files) are skipped and counted in a warning. Two files naming the same image
-    raise ``ValueError``.
+    files, hidden files) are skipped and counted in a warning. Each file's first line must name
+    the image of its file name (``ValueError`` naming ``file:1`` otherwise).
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
