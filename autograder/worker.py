@@ -187,12 +187,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)  # no OpenMP pool before fork(); small grading inputs need none
     from autograder.units import homework_units
-    from utils.notebook import RELEASE_ENV, load_notebook
+    from utils.notebook import RELEASE_ENV, SKIP_ENV, load_notebook
 
     os.environ[RELEASE_ENV] = str(args.release.resolve())
+    os.environ[SKIP_ENV] = args.skip
     units = homework_units(args.hw)
     skip = frozenset(s for s in args.skip.split(",") if s)
     modules, loads, problems = {}, {}, []
+    # In order, so a notebook that imports an earlier one reuses the module loaded here.
     for nb in sorted({u.notebook for u in units.values()}):
         module = load_notebook(args.submission / nb, args.release / nb, skip=skip,
                                on_cell=lambda gid, nb=nb: protocol.send(event="loading", notebook=nb,

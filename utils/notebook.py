@@ -38,8 +38,15 @@ from utils import guard
 
 GIVEN_PREFIX = "given_"
 RELEASE_ENV = "FACEKIT_RELEASE_DIR"  # folder of released notebooks for nested loads while grading
+SKIP_ENV = "FACEKIT_SKIP_CELLS"      # grade_ids the grading worker does not run
 MAX_CAPTURED_CHARS = 2000
 TRACEBACK_FRAMES = 3
+
+# Notebooks loaded in this process, keyed by (paths, modification times, skip). A later notebook
+# that imports an earlier one gets the module already loaded instead of running its cells again:
+# in the grading worker, a cell that was skipped for killing the worker stays skipped; in Jupyter,
+# saving the earlier notebook changes its mtime and so reloads it.
+_LOADED: dict[tuple, types.ModuleType] = {}
 
 
 class NotebookFormatError(ValueError):
@@ -194,6 +201,9 @@ def load_notebook(path: str | Path, release: str | Path | None = None, *,
         candidate = Path(os.environ[RELEASE_ENV]) / path.name
         release = candidate if candidate.is_file() else None
     release = Path(release).resolve() if release is not None else path
+    key = (path, release, _mtime(path), _mtime(release), skip)
+    if key in _LOADED:
+        return _LOADED[key]
     nb_name = path.name
     report = NotebookReport(str(path))
     module = types.ModuleType(path.stem.replace("-", "_").replace(" ", "_"))
@@ -229,7 +239,12 @@ def load_notebook(path: str | Path, release: str | Path | None = None, *,
         sys.path[:] = previous_path
         os.chdir(previous_cwd)
     report.output = runner.output.getvalue()[-MAX_CAPTURED_CHARS:]
+    _LOADED[key] = module
     return module
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
 
 
 def _run_answer(runner: _Runner, gid: str, submitted: dict[str, Cell], nb_name: str,
@@ -257,6 +272,11 @@ def _run_answer(runner: _Runner, gid: str, submitted: dict[str, Cell], nb_name: 
     return UnitLoad(gid, nb_name, "ok", "", cell.index)
 
 
+def _skipped_in_process() -> frozenset[str]:
+    """The grade_ids the grading worker skips (its loads of the same notebook used that set)."""
+    return frozenset(s for s in os.environ.get(SKIP_ENV, "").split(",") if s)
+
+
 class _Unavailable:
     """Stands in for a definition another notebook failed to provide; fails clearly when used."""
 
@@ -280,7 +300,7 @@ def import_from_notebook(path: str | Path, *names: str) -> tuple:
     that raises NotebookDependencyError (saying which cell failed) when it is used, so loading a
     later notebook never fails because an earlier one is incomplete.
     """
-    module = load_notebook(Path(path))
+    module = load_notebook(Path(path), skip=_skipped_in_process())
     report: NotebookReport = module.__notebook_report__
     broken = [u for u in report.units.values() if u.status != "ok"]
     out = []
