@@ -110,3 +110,51 @@ def expect_type(received: Any, types: type | tuple[type, ...], case: str, what: 
     if not isinstance(received, types):
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
         raise _fail(case, f"{what} should be a {names}, got {describe(received)}")
+
+
+def reordered(received: Any, expected: torch.Tensor, rtol: float = DEFAULT_RTOL,
+              atol: float = DEFAULT_ATOL) -> bool:
+    """True when ``received`` holds ``expected``'s values (within tolerance) in another order: the
+    mark of a permute/view or concatenation-order mistake, worth its own feedback."""
+    if not isinstance(received, torch.Tensor) or tuple(received.shape) != tuple(expected.shape):
+        return False
+    if expected.numel() == 0:
+        return False
+    got = received.detach().cpu().to(torch.float64).flatten()
+    want = expected.detach().cpu().to(torch.float64).flatten()
+    return (torch.allclose(got.sort().values, want.sort().values, rtol=rtol, atol=atol)
+            and not torch.allclose(got, want, rtol=rtol, atol=atol))
+
+
+MAX_NAMES_SHOWN = 6
+
+
+def summarize_names(names: list[str], limit: int = MAX_NAMES_SHOWN) -> str:
+    """``body.* (150 names, e.g. body.stage1.0.0.weight), ssh1.conv3X3.0.weight`` — names grouped
+    by their first dotted component, so one misnamed module reads as one line."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".", 1)[0], []).append(name)
+    parts = [members[0] if len(members) == 1 else f"{prefix}.* ({len(members)} names, e.g. {members[0]})"
+             for prefix, members in groups.items()]
+    more = f", … ({len(parts) - limit} more groups)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def expect_names(received: Any, expected: list[str], case: str, what: str = "names") -> None:
+    """``received`` must be a list (or tuple or dict keys) of exactly the ``expected`` strings, in any
+    order; the feedback lists the missing and the unexpected ones."""
+    if isinstance(received, dict):
+        received = list(received)
+    if not isinstance(received, (list, tuple)) or not all(isinstance(n, str) for n in received):
+        raise _fail(case, f"{what} should be a list of strings, got {describe(received)}")
+    have, want = set(received), set(expected)
+    missing = [n for n in expected if n not in have]
+    unexpected = [n for n in received if n not in want]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {summarize_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {summarize_names(unexpected)}")
+    if problems:
+        raise _fail(case, f"{what} differ — " + "; ".join(problems))

@@ -2,22 +2,110 @@
 
 Each test asks the submission for its outputs on named cases (``cases_retinaface.py``) and compares
 them with the solution's reference outputs and, where one exists, an independent oracle
-(torchvision.ops). Run: ``pytest autograder/ [--submission DIR] [--device cuda] [--results r.json]``.
+(torchvision.ops, or the slow loops of ``oracles_retinaface.py``); ``checks_retinaface.py`` holds
+the comparisons and their feedback. Run:
+``pytest autograder/ [--submission DIR] [--device cuda] [--results r.json]``.
 """
 import torch
 import torchvision
 
 from autograder import cases_retinaface as cases
+from autograder import checks_retinaface as checks
+from autograder.explain import noting
 from autograder.feedback import expect_close, expect_equal
 from autograder.grading import graded
 
 HW = "retinaface"
 
 
+def _public(case_list):
+    return [c.name for c in case_list if c.public]
+
+
+def _hidden(case_list):
+    return [c.name for c in case_list if not c.public]
+
+
+# -- Part 2: the heads -----------------------------------------------------------------------------
+@graded("bbox_head", 1, "one 1x1 convolution named conv1x1 with num_anchors*4 outputs")
+def test_bbox_head_names(submission):
+    checks.check_head_names(submission, "bbox_head")
+
+
+@graded("bbox_head", 2, "[B, H*W*A, 4] rows: cell by cell, then anchor by anchor")
+def test_bbox_head_forward(submission):
+    checks.check_head(submission, "bbox_head", _public(cases.HEAD_FORWARD_CASES))
+
+
+@graded("bbox_head", 1, "larger feature maps (hidden)", public=False)
+def test_bbox_head_hidden(submission):
+    checks.check_head(submission, "bbox_head", _hidden(cases.HEAD_FORWARD_CASES))
+
+
+@graded("landmark_head", 1, "one 1x1 convolution named conv1x1 with num_anchors*10 outputs")
+def test_landmark_head_names(submission):
+    checks.check_head_names(submission, "landmark_head")
+
+
+@graded("landmark_head", 2, "[B, H*W*A, 10] rows: cell by cell, then anchor by anchor")
+def test_landmark_head_forward(submission):
+    checks.check_head(submission, "landmark_head", _public(cases.HEAD_FORWARD_CASES))
+
+
+@graded("landmark_head", 1, "larger feature maps (hidden)", public=False)
+def test_landmark_head_hidden(submission):
+    checks.check_head(submission, "landmark_head", _hidden(cases.HEAD_FORWARD_CASES))
+
+
+# -- Part 2: the model -----------------------------------------------------------------------------
+@graded("retinaface", 2, "state_dict names of the public checkpoint (mobilenet0.25)")
+def test_retinaface_names(submission):
+    checks.check_retinaface_names(submission, cases.RETINAFACE_NAMES_CASE)
+
+
+@graded("retinaface", 1, "the backbone stages and channels come from cfg (resnet50)")
+def test_retinaface_names_resnet(submission):
+    checks.check_retinaface_names(submission, "parameter names, resnet50")
+
+
+@graded("retinaface", 2, "forward: (loc [B, P, 4], conf [B, P, 2], landm [B, P, 10])")
+def test_retinaface_forward(submission):
+    checks.check_retinaface_forward(submission, _public(cases.RETINAFACE_FORWARD_CASES))
+
+
+@graded("retinaface", 1, "forward on a batch of odd-sized images (hidden)", public=False)
+def test_retinaface_forward_hidden(submission):
+    checks.check_retinaface_forward(submission, _hidden(cases.RETINAFACE_FORWARD_CASES))
+
+
+# -- Part 4: prior boxes ---------------------------------------------------------------------------
+@graded("prior_box", 2, "640 x 640: 16 800 anchors at the cell centres")
+def test_prior_box_square(submission):
+    checks.check_priors(submission, "640 x 640")
+
+
+@graded("prior_box", 2, "non-square and odd image sizes (ceil)")
+def test_prior_box_sizes(submission):
+    for name in cases.PRIOR_SIZE_CASES:
+        checks.check_priors(submission, name)
+
+
+@graded("prior_box", 1, "clip=True clamps every value to [0, 1]")
+def test_prior_box_clip(submission):
+    checks.check_priors(submission, "75 x 101, clip=True")
+
+
+@graded("prior_box", 1, "more sizes, clip, cfg_re50 (hidden)", public=False)
+def test_prior_box_hidden(submission):
+    for name in _hidden(cases.PRIOR_CASES):
+        checks.check_priors(submission, name)
+
+
 # -- Part 5: intersect and jaccard ---------------------------------------------------------------
 def _check_against_reference(submission, unit, names):
-    for name in names:
-        expect_close(submission.output(unit, name), submission.reference(unit, name), name)
+    with noting(submission, unit):
+        for name in names:
+            expect_close(submission.output(unit, name), submission.reference(unit, name), name)
 
 
 @graded("intersect", 1, "known boxes, including touching edges")
@@ -43,9 +131,11 @@ def test_jaccard_known(submission):
 
 @graded("jaccard", 2, "agrees with torchvision.ops.box_iou")
 def test_jaccard_oracle(submission):
-    for name in ["known boxes", "identical, nested and zero-area boxes", *cases.RANDOM_PAIR_CASES]:
-        x = submission.inputs("jaccard", name)
-        expect_close(submission.output("jaccard", name), torchvision.ops.box_iou(x["box_a"], x["box_b"]), name)
+    with noting(submission, "jaccard"):
+        for name in ["known boxes", "identical, nested and zero-area boxes", *cases.RANDOM_PAIR_CASES]:
+            x = submission.inputs("jaccard", name)
+            expect_close(submission.output("jaccard", name), torchvision.ops.box_iou(x["box_a"], x["box_b"]),
+                         name)
 
 
 @graded("jaccard", 1, "empty inputs give empty [A, B] results")
@@ -53,19 +143,140 @@ def test_jaccard_empty(submission):
     _check_against_reference(submission, "jaccard", cases.EMPTY_PAIR_CASES)
 
 
+# -- Part 5: encoding and decoding -----------------------------------------------------------------
+@graded("encode", 1, "known values (a face 0.1 right of its anchor's centre, twice as wide)")
+def test_encode_known(submission):
+    checks.check_coding_known(submission, "encode")
+
+
+@graded("encode", 2, "random anchors, other variances and no anchors")
+def test_encode_definition(submission):
+    checks.check_coding_definition(submission, "encode", cases.CODING_PUBLIC_CASES)
+
+
+@graded("encode", 1, "inverts the definition of its counterpart (round trip)")
+def test_encode_round_trip(submission):
+    checks.check_coding_round_trip(submission, "encode")
+
+
+@graded("encode", 1, "300 anchors in float64 (hidden)", public=False)
+def test_encode_hidden(submission):
+    checks.check_coding_definition(submission, "encode", cases.CODING_HIDDEN_CASES)
+
+
+@graded("decode", 1, "known values (the inverse of encode's known values)")
+def test_decode_known(submission):
+    checks.check_coding_known(submission, "decode")
+
+
+@graded("decode", 2, "random anchors, other variances and no anchors")
+def test_decode_definition(submission):
+    checks.check_coding_definition(submission, "decode", cases.CODING_PUBLIC_CASES)
+
+
+@graded("decode", 1, "inverts the definition of its counterpart (round trip)")
+def test_decode_round_trip(submission):
+    checks.check_coding_round_trip(submission, "decode")
+
+
+@graded("decode", 1, "300 anchors in float64 (hidden)", public=False)
+def test_decode_hidden(submission):
+    checks.check_coding_definition(submission, "decode", cases.CODING_HIDDEN_CASES)
+
+
+@graded("encode_landm", 1, "known values (offsets in units of v0 times the anchor size)")
+def test_encode_landm_known(submission):
+    checks.check_coding_known(submission, "encode_landm")
+
+
+@graded("encode_landm", 2, "random anchors, other variances and no anchors")
+def test_encode_landm_definition(submission):
+    checks.check_coding_definition(submission, "encode_landm", cases.CODING_PUBLIC_CASES)
+
+
+@graded("encode_landm", 1, "inverts the definition of its counterpart (round trip)")
+def test_encode_landm_round_trip(submission):
+    checks.check_coding_round_trip(submission, "encode_landm")
+
+
+@graded("encode_landm", 1, "300 anchors in float64 (hidden)", public=False)
+def test_encode_landm_hidden(submission):
+    checks.check_coding_definition(submission, "encode_landm", cases.CODING_HIDDEN_CASES)
+
+
+@graded("decode_landm", 1, "known values (the inverse of encode_landm's known values)")
+def test_decode_landm_known(submission):
+    checks.check_coding_known(submission, "decode_landm")
+
+
+@graded("decode_landm", 2, "random anchors, other variances and no anchors")
+def test_decode_landm_definition(submission):
+    checks.check_coding_definition(submission, "decode_landm", cases.CODING_PUBLIC_CASES)
+
+
+@graded("decode_landm", 1, "inverts the definition of its counterpart (round trip)")
+def test_decode_landm_round_trip(submission):
+    checks.check_coding_round_trip(submission, "decode_landm")
+
+
+@graded("decode_landm", 1, "300 anchors in float64 (hidden)", public=False)
+def test_decode_landm_hidden(submission):
+    checks.check_coding_definition(submission, "decode_landm", cases.CODING_HIDDEN_CASES)
+
+
+# -- Part 5: matching ------------------------------------------------------------------------------
+@graded("match", 2, "labels: IoU >= threshold is positive (1), the rest background (0)")
+def test_match_labels(submission):
+    checks.check_match_labels(submission, [cases.MATCH_SEPARATE, cases.MATCH_AT_THRESHOLD])
+
+
+@graded("match", 1, "a face without landmarks labels its anchors -1")
+def test_match_no_landmarks(submission):
+    checks.check_match_labels(submission, [cases.MATCH_NO_LANDMARKS])
+
+
+@graded("match", 2, "forcing: each face's best anchor; the later face wins a shared one")
+def test_match_forcing(submission):
+    checks.check_match_labels(submission, [cases.MATCH_SHARED, cases.MATCH_SMALL])
+
+
+@graded("match", 2, "loc_t and landm_t encode each anchor's face")
+def test_match_targets(submission):
+    checks.check_match_targets(submission, [cases.MATCH_SEPARATE, cases.MATCH_SHARED, cases.MATCH_SMALL,
+                                            cases.MATCH_NO_LANDMARKS])
+
+
+@graded("match", 1, "no faces: every anchor background, zero targets")
+def test_match_no_faces(submission):
+    with noting(submission, "match"):
+        x, (loc, conf, landm) = checks.match_outputs(submission, cases.MATCH_EMPTY)
+        num_priors = x["priors"].shape[0]
+        expect_equal(conf, torch.zeros(num_priors, dtype=torch.long), cases.MATCH_EMPTY, "conf_t")
+        expect_close(loc, torch.zeros(num_priors, 4), cases.MATCH_EMPTY, "loc_t")
+        expect_close(landm, torch.zeros(num_priors, 10), cases.MATCH_EMPTY, "landm_t")
+
+
+@graded("match", 2, "many random faces, float32 and float64 (hidden)", public=False)
+def test_match_hidden(submission):
+    checks.check_match_labels(submission, cases.MATCH_RANDOM_CASES)
+    checks.check_match_targets(submission, cases.MATCH_RANDOM_CASES)
+
+
 # -- Part 6: NMS ----------------------------------------------------------------------------------
 def _check_nms_oracle(submission, names):
-    for name in names:
-        x = submission.inputs("nms", name)
-        expected = torchvision.ops.nms(x["dets"][:, :4], x["dets"][:, 4], x["thresh"])
-        expect_equal(submission.output("nms", name), expected, name, what="kept indices")
+    with noting(submission, "nms"):
+        for name in names:
+            x = submission.inputs("nms", name)
+            expected = torchvision.ops.nms(x["dets"][:, :4], x["dets"][:, 4], x["thresh"])
+            expect_equal(submission.output("nms", name), expected, name, what="kept indices")
 
 
 @graded("nms", 1, "keeps the best of three duplicates")
 def test_nms_known(submission):
     name = "three duplicates around one face and one other face"
-    expect_equal(submission.output("nms", name), submission.reference("nms", name), name,
-                 what="kept indices")
+    with noting(submission, "nms"):
+        expect_equal(submission.output("nms", name), submission.reference("nms", name), name,
+                     what="kept indices")
 
 
 @graded("nms", 3, "agrees with torchvision.ops.nms over seeds and thresholds")

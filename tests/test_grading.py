@@ -175,3 +175,14 @@ def test_other_layouts(tmp_path, layout):
         assert results["score"] == results["max_score"], output
     else:
         assert results["score"] == 0 and all("missing" in t["output"] for t in results["tests"])
+
+
+def test_reference_model_names_are_the_public_checkpoints():
+    """The graded state_dict names and shapes (the solution's) load the published weights."""
+    checkpoint = REPO_ROOT.parent / "shared" / "data" / "checkpoints" / "retinaface_mobilenet0.25.pth"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} is absent (development data only)")
+    from autograder.grading import load_references
+    from utils.checkpoint import read_state_dict
+    published = {name: list(t.shape) for name, t in read_state_dict(checkpoint).items()}
+    assert load_references("retinaface")["retinaface"]["parameter names, mobilenet0.25"] == published

@@ -1,0 +1,97 @@
+"""Feedback that looks beyond one comparison: the layout of an output and the order of its rows,
+the names and shapes of a module's state_dict, and notes on what else is wrong in the submission
+(a unit this one calls, a module's names) that explains a failure.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from autograder.feedback import (DEFAULT_ATOL, DEFAULT_RTOL, GradingFailure, describe, expect_close,
+                                 expect_names, expect_tensor, expect_type, reordered)
+
+MAX_SHAPES_SHOWN = 4
+
+
+def fail(case: str, message: str) -> GradingFailure:
+    return GradingFailure(f"case '{case}': {message}")
+
+
+def expect_rows(got: Any, want: torch.Tensor, case: str, what: str, layout: str, order_hint: str) -> None:
+    """An output of ``layout`` (e.g. ``[B, H*W*A, 4]``): the layout is named on a shape error, and a
+    result holding the right values in the wrong order gets ``order_hint``."""
+    got = expect_tensor(got, case, what)
+    if tuple(got.shape) != tuple(want.shape):
+        raise fail(case, f"{what} should be {layout} = {list(want.shape)}, got {describe(got)}")
+    try:
+        expect_close(got, want, case, what)
+    except GradingFailure:
+        if reordered(got, want):
+            raise fail(case, f"{what} holds the right values, but the rows are in the wrong order: "
+                             f"{order_hint}") from None
+        raise
+
+
+def expect_parameter_shapes(got: Any, want: dict[str, list[int]], case: str) -> None:
+    """``got`` ({state_dict name: shape}) must have exactly ``want``'s names and shapes."""
+    expect_type(got, dict, case, "the summary of your module's state_dict")
+    expect_names(list(got), list(want), case, what="state_dict names")
+    wrong = [f"{name} is {list(got[name])}, expected {list(shape)}" for name, shape in want.items()
+             if list(got[name]) != list(shape)]
+    if wrong:
+        raise fail(case, f"{len(wrong)} state_dict shape(s) differ: " + "; ".join(wrong[:MAX_SHAPES_SHOWN]))
+
+
+def same_output(got: Any, want: Any) -> bool:
+    """Whether an output equals a reference output (tensors within the default tolerances)."""
+    if isinstance(want, torch.Tensor):
+        return (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype
+                and torch.allclose(got.detach().cpu().double(), want.double(), rtol=DEFAULT_RTOL,
+                                   atol=DEFAULT_ATOL, equal_nan=True))
+    if isinstance(want, (list, tuple)):
+        return isinstance(got, (list, tuple)) and len(got) == len(want) and all(map(same_output, got, want))
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(
+            same_output(got[k], want[k]) for k in want)
+    return got == want
+
+
+def output_or_none(submission, unit: str, case: str) -> Any:
+    try:
+        return submission.output(unit, case)
+    except GradingFailure:
+        return None
+
+
+def matches_reference(submission, unit: str, case: str) -> bool:
+    return same_output(output_or_none(submission, unit, case), submission.reference(unit, case))
+
+
+def passes_references(submission, unit: str) -> bool:
+    """Whether every case of ``unit`` gives the reference output."""
+    return all(matches_reference(submission, unit, name) for name in submission.case_names(unit))
+
+
+@contextlib.contextmanager
+def noting(submission, unit: str, names_case: str | None = None):
+    """Adds to a failed check's feedback the units this one calls that give wrong answers (the
+    grader's own note covers those that raise) and, for a module whose names are checked on
+    ``names_case``, that its names are wrong: the grader sets every weight from its name, so the
+    outputs cannot match before the names do."""
+    try:
+        yield
+    except GradingFailure as err:
+        notes = []
+        broken = [d for d in submission.units[unit].depends if not passes_references(submission, d)]
+        if broken and "note:" not in str(err):
+            verb = "does not pass its own checks" if len(broken) == 1 else "do not pass their checks"
+            notes.append(f"{unit} calls your {', '.join(broken)}, which {verb} yet; fix that first")
+        if names_case is not None and not matches_reference(submission, unit, names_case):
+            notes.append("your state_dict names or shapes differ from the expected ones (see that check); "
+                         "the grader sets every weight from its name, so the outputs cannot match until "
+                         "the names do")
+        if notes:
+            raise GradingFailure(f"{err} (note: {'; '.join(notes)})", err.kind) from None
+        raise
