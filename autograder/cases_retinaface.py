@@ -1,5 +1,7 @@
 """Graded units of the RetinaFace homework: where each answer cell lives, how it is called, and the
-deterministic inputs it is run on. The checks and points are in ``test_retinaface.py``."""
+deterministic inputs it is run on, in notebook order (Parts 1/3 and 7 are in
+``cases_retinaface_data.py`` and ``cases_retinaface_loss.py``). The checks and points are in
+``test_retinaface*.py``."""
 from __future__ import annotations
 
 import math
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from autograder import cases_retinaface_data, cases_retinaface_loss
 from autograder import oracles_retinaface as oracles
 from autograder.inputs_retinaface import (clustered_dets, random_anchors, random_boxes, random_faces,
                                           random_faces_px, random_landmarks, random_offsets)
@@ -289,6 +292,7 @@ def _run_match(ns, x, device):
 
 
 UNITS = (
+    *cases_retinaface_data.UNITS,
     Unit("bbox_head", MODEL_NB, _run_head("BboxHead"), HEAD_CASES),
     Unit("landmark_head", MODEL_NB, _run_head("LandmarkHead"), HEAD_CASES),
     Unit("retinaface", MODEL_NB, _run_retinaface, RETINAFACE_NAME_CASES + RETINAFACE_FORWARD_CASES,
@@ -304,4 +308,5 @@ UNITS = (
     Unit("match", MATCHING_NB, _run_match, MATCH_CASES, depends=("jaccard", "encode", "encode_landm")),
     Unit("nms", MATCHING_NB, lambda ns, x, dev: ns.nms(x["dets"], x["thresh"]), NMS_CASES,
          depends=("jaccard",)),
+    *cases_retinaface_loss.UNITS,
 )

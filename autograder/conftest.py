@@ -17,6 +17,7 @@ import torch
 from autograder import feedback as fb
 from autograder.grading import Graded, SandboxSubmission
 from autograder.sandbox import DEFAULT_UNIT_TIMEOUT, REPO_ROOT
+from autograder.units import HOMEWORKS, homework_units
 
 RELEASE_DIR = REPO_ROOT / "assignments"
 FEEDBACK_WIDTH = 90
@@ -105,6 +106,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                                         info.public, report.duration))
 
 
+def _unit_order() -> list[str]:
+    """Every homework's units in notebook order (the order of their ``UNITS``)."""
+    return [unit for hw in HOMEWORKS for unit in homework_units(hw)]
+
+
 def _first_line(text: str, width: int = FEEDBACK_WIDTH) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"
@@ -117,6 +123,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return
     tr = terminalreporter
     tr.section("grading")
+    order = {unit: k for k, unit in enumerate(_unit_order())}
+    results = sorted(results, key=lambda r: order.get(r.unit, len(order)))  # stable: test order within a unit
     for note in state["notes"]:
         tr.write_line(f"note: {note}")
     unit_w = max([4] + [len(r.unit) for r in results])

@@ -20,6 +20,7 @@ import torch
 
 from autograder import feedback as fb
 from autograder.sandbox import Sandbox
+from autograder.transfer import unwrap
 from autograder.units import Unit, homework_units, to_device
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
@@ -83,7 +84,7 @@ class Submission:
         if self._references is None:
             self._references = load_references(self.hw)
         try:
-            return self._references[unit][case]
+            return unwrap(self._references[unit][case])
         except KeyError:
             raise KeyError(f"no reference for {unit!r} case {case!r} in {references_path(self.hw)}: "
                            f"run `make references`") from None
@@ -126,8 +127,8 @@ class SandboxSubmission(Submission):
             raise fb.GradingFailure(run.detail, fb.CRASHED)
         result = run.cases[case]
         if not result.ok and result.kind == "not_implemented":
-            raise fb.GradingFailure(f"fill in the answer cell {unit!r}: it still raises "
-                                    f"NotImplementedError (case '{case}')", fb.NOT_IMPLEMENTED)
+            raise fb.GradingFailure(f"the answer cell '{unit}' still raises NotImplementedError",
+                                    fb.NOT_IMPLEMENTED)
         if not result.ok:
             raise fb.GradingFailure(f"case '{case}': {result.message}{note}", _CASE_KINDS[result.kind])
         expected_device = self.device.type
@@ -158,8 +159,8 @@ class LiveSubmission(Submission):
             try:
                 self._outputs[key] = self.units[unit].call(self.namespace, inputs, self.device)
             except NotImplementedError:
-                raise fb.GradingFailure(f"fill in the answer cell {unit!r}: it still raises "
-                                        f"NotImplementedError", fb.NOT_IMPLEMENTED) from None
+                raise fb.GradingFailure(f"the answer cell '{unit}' still raises NotImplementedError",
+                                        fb.NOT_IMPLEMENTED) from None
             except AttributeError as err:
                 raise fb.GradingFailure(f"case '{case}': {err} (did you run the cell that defines it?)",
                                         fb.ERROR) from None

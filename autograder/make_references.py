@@ -13,6 +13,7 @@ import torch
 
 from autograder.grading import references_path
 from autograder.sandbox import REPO_ROOT, Sandbox
+from autograder.transfer import wrap
 from autograder.units import HOMEWORKS, homework_units
 
 
@@ -29,8 +30,8 @@ def make_references(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
                 continue
             references[gid] = {}
             for name, result in run.cases.items():
-                if result.ok:
-                    references[gid][name] = result.value
+                if result.ok:  # stored tagged, so numpy arrays survive weights_only loading
+                    references[gid][name] = wrap(result.value)
                 else:
                     failures.append(f"{gid} / {name}: {result.kind}: {result.message}")
     finally:

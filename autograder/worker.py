@@ -75,7 +75,13 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
         random.seed(CASE_SEED)
         case_dir = workdir / f"case{len(records)}"
         case_dir.mkdir()
-        inputs = to_device(case.make_inputs(case_dir), device)
+        try:
+            inputs = to_device(case.make_inputs(case_dir), device)
+        except Exception as err:  # the kit's own case builder: never blame the student
+            records[case.name] = {"ok": False, "kind": "error",
+                                  "message": f"the grader could not build this case (a kit bug, not "
+                                             f"your code): {type(err).__name__}: {err}"}
+            continue
         before = guard.snapshot()
         try:
             tree = wrap(unit.call(namespace, inputs, device))
