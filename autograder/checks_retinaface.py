@@ -131,7 +131,8 @@ def check_priors(submission, name):
             raise fail(name, f"the priors hold the right values, but the rows are in the wrong order: "
                              f"{PRIOR_ORDER_HINT}") from None
         raise
-    expect_close(got, submission.reference("prior_box", name), name, "the priors")
+    if submission.units["prior_box"].case(name).reference:
+        expect_close(got, submission.reference("prior_box", name), name, "the priors")
 
 
 # -- Part 5: encoding and decoding -----------------------------------------------------------------

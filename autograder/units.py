@@ -19,11 +19,13 @@ HOMEWORKS = ("retinaface",)
 @dataclass(frozen=True)
 class Case:
     """One call of a unit. ``make_inputs(workdir)`` returns the keyword inputs (deterministic);
-    it may write files under ``workdir``. Public cases also run in the notebook's check cells."""
+    it may write files under ``workdir``. Public cases also run in the notebook's check cells.
+    ``reference=False`` keeps a large output out of the reference file (checked by an oracle only)."""
 
     name: str
     make_inputs: Callable[[Path], dict[str, Any]]
     public: bool = True
+    reference: bool = True
 
 
 @dataclass(frozen=True)
