@@ -30,6 +30,7 @@ NUM_LANDMARKS = 5
 ABSENT = -1.0  # landmark coordinate / flag value meaning "no landmarks"
 PRESENT = 1.0
 HEADER_PREFIX = "#"
+WRITE_DECIMALS, WRITE_DIGITS = 4, 10  # how coordinates are written
 
 
 class LabelFormatError(ValueError):
@@ -135,7 +136,8 @@ def read_labels(path: str | Path) -> list[tuple[str, np.ndarray]]:
 
 
 def _number(value: float) -> str:
-    return str(np.float32(value))  # shortest text that reads back to the same float32
+    # Pixel coordinates: 1e-4 px is plenty, and hides float32 noise such as 6.029999.
+    return f"{round(float(value), WRITE_DECIMALS):.{WRITE_DIGITS}g}"
 
 
 def format_face(row: np.ndarray, landmarks: bool = True, score: float = 1.0) -> str:
