@@ -139,9 +139,8 @@ def mirror(image: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def to_tensor(image: np.ndarray, rgb_mean=BGR_MEAN) -> torch.Tensor:
     """uint8 BGR ``[H, W, 3]`` -> float32 tensor ``[3, H, W]`` minus the per-channel mean."""
-    chw = image.transpose(2, 0, 1).astype(np.float32)
-    chw -= np.asarray(rgb_mean, np.float32)[:, None, None]
-    return torch.from_numpy(chw)
+    hwc = np.subtract(image, np.asarray(rgb_mean, np.float32), dtype=np.float32)  # one pass
+    return torch.from_numpy(hwc).permute(2, 0, 1)  # a view; batching makes it contiguous
 
 
 class TrainAugment:

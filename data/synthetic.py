@@ -133,8 +133,9 @@ def make_picture(bank: BackgroundBank, seed: int, split: str, index: int, long_s
     return event, name, jpeg.tobytes(), targets, subsets
 
 
-def _make_chunk(args):
-    """Worker: pictures ``indices`` of one split, written under ``images_dir``."""
+def _make_share(args):
+    """Worker: pictures ``indices`` of one split, written under ``images_dir``; returns
+    ``[(index, event, name, targets, subsets)]``."""
     seed, split, indices, long_side, images_dir = args
     with _single_threaded_opencv():
         bank = BackgroundBank(noise_size=long_side + NOISE_MARGIN)
@@ -144,7 +145,7 @@ def _make_chunk(args):
             path = Path(images_dir) / event / f"{name}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(jpeg)
-            out.append((event, name, targets, subsets))
+            out.append((index, event, name, targets, subsets))
     return out
 
 
@@ -167,14 +168,17 @@ def generate_split(out: str | Path, split: str, count: int, long_side: int = 640
         raise ValueError(f"need count >= 0 and size >= 64, got count={count}, size={long_side}")
     split_dir = Path(out) / split
     _prepare(split_dir)
-    chunk = max(1, min(64, -(-count // max(1, 4 * workers))))
-    jobs = [(seed, split, range(i, min(i + chunk, count)), long_side, str(split_dir / "images"))
-            for i in range(0, count, chunk)]
-    if workers > 1 and len(jobs) > 1:
+    # Worker k makes pictures k, k + workers, ...: one background bank per process, and the
+    # interleaving spreads crowds and portraits evenly over the workers.
+    workers = max(1, min(workers, count))
+    jobs = [(seed, split, range(k, count, workers), long_side, str(split_dir / "images"))
+            for k in range(workers)]
+    if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = [r for part in pool.map(_make_chunk, jobs) for r in part]
+            shares = list(pool.map(_make_share, jobs))
     else:
-        results = [r for job in jobs for r in _make_chunk(job)]
+        shares = [_make_share(job) for job in jobs]
+    results = [r[1:] for r in sorted((r for share in shares for r in share), key=lambda r: r[0])]
     write_labels(split_dir / "label.txt", [(f"{e}/{n}.jpg", t) for e, n, t, _ in results])
     return results
 
