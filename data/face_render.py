@@ -1,8 +1,9 @@
-"""Draw one person (head with face, hair, accessories, neck and shoulders) as a sprite.
+"""Draw one head (face, ears, hair, hat, glasses, mask) as a sprite, or a head seen from behind.
 
-The face geometry comes from ``data/face_model.py``; this file only paints it. Small faces are
-drawn at up to ``MAX_SUPERSAMPLE`` times their size and reduced with area averaging, so a 10-pixel
-face is a faithful, soft little face rather than aliased strokes.
+The face geometry comes from ``data/face_model.py``; this file only paints it (the body under the
+head is ``data/body_render.py``). Small faces are drawn at up to ``MAX_SUPERSAMPLE`` times their
+size and reduced with area averaging, so a 10-pixel face is a faithful, soft little face rather
+than aliased strokes.
 """
 from __future__ import annotations
 

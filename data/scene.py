@@ -134,10 +134,11 @@ def sample_scene_kind(rng: np.random.Generator) -> str:
     return SCENE_KINDS[rng.choice(len(SCENE_KINDS), p=SCENE_WEIGHTS)]
 
 
-def render_scene(rng: np.random.Generator, long_side: int, bank: BackgroundBank,
-                 kind: str) -> tuple[np.ndarray, list[SceneFace]]:
+def render_scene(rng: np.random.Generator, long_side: int, bank: BackgroundBank, kind: str,
+                 distractor_scale: float = 1.0) -> tuple[np.ndarray, list[SceneFace]]:
     """One picture of ``kind`` (one of ``SCENE_KINDS``), uint8 BGR ``[H, W, 3]`` with
-    ``max(H, W) == long_side``, and its faces."""
+    ``max(H, W) == long_side``, and its faces. ``distractor_scale`` multiplies the number of
+    distractors (0: none; 1: ``DISTRACTOR_COUNT``)."""
     if kind not in SCENE_KINDS:
         raise ValueError(f"scene kind must be one of {SCENE_KINDS}, got {kind!r}")
     aw, ah = ASPECTS[rng.choice(len(ASPECTS), p=ASPECT_WEIGHTS)]
@@ -152,7 +153,7 @@ def render_scene(rng: np.random.Generator, long_side: int, bank: BackgroundBank,
              for c, h in people]
     sizes = [h for _, h in people] or [height * 0.1]
     low, high = DISTRACTOR_COUNT[kind]
-    for _ in range(int(rng.integers(low, high + 1))):
+    for _ in range(int(round(rng.integers(low, high + 1) * distractor_scale))):
         size = float(rng.choice(sizes)) * rng.uniform(0.7, 1.4)
         centre = np.array([rng.uniform(0, width), rng.uniform(0.1, 0.95) * height])
         items.append(_Item(size * rng.uniform(0.9, 1.1), "distractor", centre, size))

@@ -1,6 +1,7 @@
 """The embedded dataset: WIDER-FACE-shaped pictures generated offline, deterministically.
 
     python -m data.synthetic --out outputs/data --train 800 --val 200 [--size 640] [--seed 0]
+                             [--workers 2] [--distractors 1.0]
 
 writes, exactly as WIDER FACE with the RetinaFace labels is laid out::
 
@@ -119,11 +120,12 @@ def _single_threaded_opencv():
         cv2.setNumThreads(before)
 
 
-def make_picture(bank: BackgroundBank, seed: int, split: str, index: int, long_side: int):
+def make_picture(bank: BackgroundBank, seed: int, split: str, index: int, long_side: int,
+                 distractors: float = 1.0):
     """Picture ``index`` of ``split``: (event, name, JPEG bytes, targets [n, 15], subsets)."""
     rng = np.random.default_rng((seed, SPLIT_SALT[split], index))
     kind = sample_scene_kind(rng)
-    image, faces = render_scene(rng, long_side, bank, kind)
+    image, faces = render_scene(rng, long_side, bank, kind, distractors)
     targets, subsets = annotate(faces, image.shape[1], image.shape[0])
     quality = int(rng.integers(*JPEG_QUALITY))
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -136,12 +138,13 @@ def make_picture(bank: BackgroundBank, seed: int, split: str, index: int, long_s
 def _make_share(args):
     """Worker: pictures ``indices`` of one split, written under ``images_dir``; returns
     ``[(index, event, name, targets, subsets)]``."""
-    seed, split, indices, long_side, images_dir = args
+    seed, split, indices, long_side, distractors, images_dir = args
     with _single_threaded_opencv():
         bank = BackgroundBank(noise_size=long_side + NOISE_MARGIN)
         out = []
         for index in indices:
-            event, name, jpeg, targets, subsets = make_picture(bank, seed, split, index, long_side)
+            event, name, jpeg, targets, subsets = make_picture(bank, seed, split, index, long_side,
+                                                               distractors)
             path = Path(images_dir) / event / f"{name}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(jpeg)
@@ -160,18 +163,20 @@ def _prepare(split_dir: Path) -> None:
 
 
 def generate_split(out: str | Path, split: str, count: int, long_side: int = 640, seed: int = 0,
-                   workers: int = 1) -> list[tuple[str, str, np.ndarray, dict]]:
-    """Write ``out/<split>/images`` and ``label.txt``; returns per picture (event, name, targets, subsets)."""
+                   workers: int = 1, distractors: float = 1.0) -> list[tuple]:
+    """Write ``out/<split>/images`` and ``label.txt``; returns per picture
+    ``(event, name, targets [n, 15], {subset: bool [n]})``."""
     if split not in SPLIT_SALT:
         raise ValueError(f"split must be one of {tuple(SPLIT_SALT)}, got {split!r}")
-    if count < 0 or long_side < 64:
-        raise ValueError(f"need count >= 0 and size >= 64, got count={count}, size={long_side}")
+    if count < 0 or long_side < 64 or distractors < 0:
+        raise ValueError(f"need count >= 0, size >= 64 and distractors >= 0; got count={count}, "
+                         f"size={long_side}, distractors={distractors}")
     split_dir = Path(out) / split
     _prepare(split_dir)
     # Worker k makes pictures k, k + workers, ...: one background bank per process, and the
     # interleaving spreads crowds and portraits evenly over the workers.
     workers = max(1, min(workers, count))
-    jobs = [(seed, split, range(k, count, workers), long_side, str(split_dir / "images"))
+    jobs = [(seed, split, range(k, count, workers), long_side, distractors, str(split_dir / "images"))
             for k in range(workers)]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -211,11 +216,11 @@ def _fix_mat_header(path: Path) -> None:
 
 
 def generate(out: str | Path, train: int, val: int, long_side: int = 640, seed: int = 0,
-             workers: int = 1) -> dict:
+             workers: int = 1, distractors: float = 1.0) -> dict:
     """Write the whole embedded dataset under ``out``; returns counts for a summary."""
     summary = {}
     for split, count in (("train", train), ("val", val)):
-        results = generate_split(out, split, count, long_side, seed, workers)
+        results = generate_split(out, split, count, long_side, seed, workers, distractors)
         if split == "val":
             write_ground_truth(results, Path(out) / "val" / "ground_truth")
         summary[split] = {"images": count, "faces": sum(len(r[2]) for r in results),
@@ -232,9 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes (the output does not depend on it)")
+    parser.add_argument("--distractors", type=float, default=1.0,
+                        help="scale of the number of non-face distractors per picture (0: none)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    summary = generate(args.out, args.train, args.val, args.size, args.seed, args.workers)
+    summary = generate(args.out, args.train, args.val, args.size, args.seed, args.workers,
+                       args.distractors)
     seconds = time.perf_counter() - start
     for split, counts in summary.items():
         print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -31,9 +31,9 @@ LABEL_FILE = "label.txt"
 IMAGES_DIR = "images"
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
-MISSING_SHOWN = 5
+MISSING_SHOWN = 5  # how many missing image paths an error message lists
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
-JPEG_END_SEARCH = 4096  # bytes at the end of a JPEG searched for its end marker (trailers exist)  # how many missing image paths an error message lists
+JPEG_END_SEARCH = 4096  # bytes at the end of a JPEG searched for its end marker (trailers exist)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -81,6 +81,13 @@ def test_same_seed_gives_identical_bytes_any_worker_count(dataset, tmp_path):
     assert digest(tmp_path / "train") != digest(out / "train")
 
 
+def test_distractor_scale(tmp_path):
+    results = generate_split(tmp_path, "train", 2, 128, seed=1, distractors=0.0)
+    assert len(results) == 2 and len(read_labels(tmp_path / "train" / "label.txt")) == 2
+    with pytest.raises(ValueError, match="distractors"):
+        generate_split(tmp_path, "train", 2, 128, distractors=-1.0)
+
+
 def test_refuses_to_overwrite_foreign_folder(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "mine.txt").write_text("precious")

@@ -9,7 +9,7 @@ import torch
 
 from data.labels import DroppedFacesWarning, LabelFormatError, read_labels, write_labels
 from data.wider_gt import load_wider_gt
-from data.wider_official import convert, official_entries, read_official_bbx
+from data.wider_official import convert, main, official_entries, read_official_bbx
 from data.widerface import WiderFaceDataset, clip_boxes_to_image, detection_collate
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -146,6 +146,14 @@ def test_official_bbx_reader_and_converter(tmp_path):
     np.testing.assert_array_equal(back[0][1][0, :4], [449, 330, 571, 479])
     assert back[1][1].shape == (0, 15) and back[2][1].shape == (1, 15)
     assert (back[0][1][:, 4:] == -1).all()
+
+
+def test_converter_cli(tmp_path, capsys):
+    source = write(tmp_path, OFFICIAL.replace("5 6 0 8", "5 6 7 8"), "bbx.txt")
+    main(["--annotations", str(source), "--out", str(tmp_path / "r" / "train" / "label.txt")])
+    assert "3 images" in capsys.readouterr().out
+    dataset_labels = read_labels(tmp_path / "r" / "train" / "label.txt")
+    assert [len(t) for _, t in dataset_labels] == [1, 0, 2]
 
 
 @pytest.mark.parametrize("text, line, expected", [
