@@ -22,7 +22,7 @@ from data.face_render import render_back_of_head, render_person
 
 SCENE_KINDS = ("portrait", "group", "crowd", "street")
 SCENE_WEIGHTS = (0.2, 0.3, 0.2, 0.3)
-MAX_PEOPLE = 60
+MAX_PEOPLE = 60  # a crowd keeps a random subset of this many people (time per picture)
 ASPECTS = ((4, 3), (3, 2), (16, 9), (1, 1), (3, 4), (2, 3))  # width : height
 ASPECT_WEIGHTS = (0.35, 0.2, 0.15, 0.1, 0.12, 0.08)
 MIN_FACE_HEIGHT = 7.0  # smallest face painted (pixels, box height)
