@@ -8,11 +8,8 @@ definitions in the running notebook and prints one line per check.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from autograder import feedback as fb
-from autograder.grading import LiveSubmission
+from autograder.grading import LiveSubmission, graded_tests
 
 
 class Checker:
@@ -20,16 +17,8 @@ class Checker:
         self.hw, self.namespace, self.device = hw, namespace, device
 
     def tests_for(self, unit: str) -> list:
-        """The public graded tests of ``unit`` in ``autograder/test_<hw>*.py``."""
-        import autograder
-
-        tests = []
-        for info in pkgutil.iter_modules(autograder.__path__):
-            if info.name == f"test_{self.hw}" or info.name.startswith(f"test_{self.hw}_"):
-                module = importlib.import_module(f"autograder.{info.name}")
-                tests += [fn for fn in vars(module).values()
-                          if callable(fn) and getattr(fn, "graded", None) is not None
-                          and fn.graded.unit == unit and fn.graded.public]
+        """The public graded tests of ``unit``."""
+        tests = [fn for fn in graded_tests(self.hw) if fn.graded.unit == unit and fn.graded.public]
         if not tests:
             raise ValueError(f"no public checks for unit {unit!r} in autograder/test_{self.hw}*.py")
         return tests

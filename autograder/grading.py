@@ -8,6 +8,8 @@ live notebook namespace, ``LiveSubmission``).
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -45,6 +47,19 @@ def graded(unit: str, points: float, title: str, public: bool = True) -> Callabl
         fn.graded = Graded(unit, points, title, public)
         return pytest.mark.graded(fn.graded)(fn)
     return decorate
+
+
+def graded_tests(hw: str) -> list[Callable]:
+    """Every ``@graded`` test function of ``autograder/test_<hw>*.py``, in file order."""
+    import autograder
+
+    tests = []
+    for info in sorted(pkgutil.iter_modules(autograder.__path__), key=lambda m: m.name):
+        if info.name == f"test_{hw}" or info.name.startswith(f"test_{hw}_"):
+            module = importlib.import_module(f"autograder.{info.name}")
+            tests += [fn for fn in vars(module).values()
+                      if callable(fn) and isinstance(getattr(fn, "graded", None), Graded)]
+    return tests
 
 
 def references_path(hw: str) -> Path:

@@ -63,8 +63,6 @@ SUBSET_RULES = {  # subset: (min box height px, min visible fraction, max blur l
 EASY_MAX_YAW_DEG = 60.0
 JPEG_QUALITY = (80, 96)  # range of JPEG qualities drawn per picture
 COORD_DECIMALS = 2
-MAT_HEADER_TEXT = 116  # bytes of free text at the start of a MATLAB 5 file
-MAT_HEADER = "MATLAB 5.0 MAT-file, written by data.synthetic (embedded WIDER-like dataset)"
 NOISE_MARGIN = 256  # noise tile this much larger than a picture, for varied windows
 
 
@@ -203,16 +201,6 @@ def write_ground_truth(results, gt_dir: str | Path) -> None:
     gt = WiderGroundTruth(events, [images[e] for e in events], [boxes[e] for e in events],
                           {s: [keep[s][e] for e in events] for s in SUBSETS})
     save_wider_gt(gt, gt_dir)
-    for path in Path(gt_dir).glob("*.mat"):
-        _fix_mat_header(path)
-
-
-def _fix_mat_header(path: Path) -> None:
-    """Replace the creation time scipy writes into a .mat header, so the same seed gives the
-    same bytes (the 116-byte text header is free text; MATLAB and scipy ignore its content)."""
-    data = bytearray(path.read_bytes())
-    data[:MAT_HEADER_TEXT] = MAT_HEADER.ljust(MAT_HEADER_TEXT).encode("ascii")
-    path.write_bytes(bytes(data))
 
 
 def generate(out: str | Path, train: int, val: int, long_side: int = 640, seed: int = 0,

@@ -16,11 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import io
+
 import numpy as np
 import scipy.io
 
 SUBSETS = ("easy", "medium", "hard")
 ALL_FACES_FILE = "wider_face_val.mat"
+# scipy writes the creation time into the 116-byte free-text header of a .mat file; a fixed text
+# instead makes the same ground truth the same bytes (MATLAB and scipy ignore the text).
+MAT_HEADER_BYTES = 116
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by the face-detection course kit (data/wider_gt.py)"
 
 
 def subset_file(subset: str) -> str:
@@ -127,9 +133,17 @@ def save_wider_gt(gt: WiderGroundTruth, gt_dir: str | Path) -> None:
         "face_bbx_list": _cell([_cell([np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in per_event])
                                 for per_event in gt.boxes]),
     }
-    scipy.io.savemat(str(gt_dir / ALL_FACES_FILE), common, do_compression=True)
+    _savemat(gt_dir / ALL_FACES_FILE, common)
     for subset, per_event in gt.keep.items():
         gt_list = _cell([_cell([np.asarray(idx, dtype=np.int32).reshape(-1, 1) for idx in per_image])
                          for per_image in per_event])
-        scipy.io.savemat(str(gt_dir / subset_file(subset)), {**common, "gt_list": gt_list},
-                         do_compression=True)
+        _savemat(gt_dir / subset_file(subset), {**common, "gt_list": gt_list})
+
+
+def _savemat(path: Path, variables: dict) -> None:
+    """scipy's savemat with a fixed header text, so equal contents give equal files."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables, do_compression=True)
+    data = bytearray(buffer.getvalue())
+    data[:MAT_HEADER_BYTES] = MAT_HEADER.ljust(MAT_HEADER_BYTES)
+    path.write_bytes(bytes(data))

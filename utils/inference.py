@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-# Per-channel (B, G, R) mean subtracted from the input; the same value as data.augment.BGR_MEAN.
-DEFAULT_MEAN_BGR = (104.0, 117.0, 123.0)
+from data.augment import BGR_MEAN
+
 DEFAULT_VARIANCES = (0.1, 0.2)   # cfg['variance'] of the public configurations
 CONF_THRESH = 0.02               # candidates must score above this
 NMS_THRESH = 0.4                 # IoU above which a lower-scoring box is suppressed
@@ -146,7 +146,7 @@ class Detector:
     def __init__(self, model: torch.nn.Module, prior_fn: Callable, decode_fn: Callable,
                  decode_landm_fn: Callable | None = None, variances: Sequence[float] = DEFAULT_VARIANCES,
                  *, conf_thresh: float = CONF_THRESH, nms_thresh: float = NMS_THRESH, top_k: int = TOP_K,
-                 keep_top_k: int = KEEP_TOP_K, mean: Sequence[float] = DEFAULT_MEAN_BGR,
+                 keep_top_k: int = KEEP_TOP_K, mean: Sequence[float] = BGR_MEAN,
                  score_fn: Callable[[torch.Tensor], torch.Tensor] = softmax_face_scores,
                  device: str | torch.device | None = None) -> None:
         for name, value in (("conf_thresh", conf_thresh), ("nms_thresh", nms_thresh)):
