@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed-requirements
 SUBMISSION ?= assignments
 RESULTS ?= outputs/grades/results.json
 
-.PHONY: demo test release check-release references grade venv
+PARAMS ?=
+
+.PHONY: demo test release check-release references solutions grade venv
 
 venv: $(STAMP)
 
@@ -17,9 +19,9 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-## demo: the main job (until the RetinaFace homework lands: grade the solutions, print the table)
+## demo: the main job: embedded dataset -> train RetinaFace (MobileNet-0.25) on CPU -> WIDER AP
 demo: $(STAMP)
-	$(PY) -m pytest autograder/ --submission solutions --results outputs/demo/results.json -q
+	$(PY) -m utils.demo --out outputs/demo --data outputs/data
 
 ## test: the kit's own tests (release in sync, grading isolation, solutions get full marks, ...)
 test: $(STAMP)
@@ -37,6 +39,10 @@ check-release: $(STAMP)
 ## references: regenerate autograder/references/*.pt by running the solutions
 references: $(STAMP)
 	$(PY) -m autograder.make_references
+
+## solutions: execute every solution notebook into outputs/solutions/ (make solutions PARAMS="DEVICE='cuda'")
+solutions: $(STAMP)
+	$(PY) -m utils.run_notebooks --hw retinaface --out outputs/solutions $(foreach p,$(PARAMS),--param $(p))
 
 ## grade: grade one submission folder laid out like assignments/ (make grade SUBMISSION=dir)
 grade: $(STAMP)

@@ -48,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config._grading = {"results": [], "submissions": {}, "notes": [], "started": time.monotonic()}
+    config._grading = {"results": [], "submissions": {}, "notes": [], "started": set(),
+                       "clock": time.monotonic()}
 
 
 def _homework_dir(root: Path, hw: str) -> Path:
@@ -56,25 +57,39 @@ def _homework_dir(root: Path, hw: str) -> Path:
     return root / hw if (root / hw).is_dir() else root
 
 
+def _grading_cuda_without_gpu(config: pytest.Config) -> bool:
+    return config.getoption("--device") == "cuda" and not torch.cuda.is_available()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Launch each homework's grading worker now, so that importing torch and loading the
+    notebooks overlaps pytest's own collection."""
+    config = session.config
+    if _grading_cuda_without_gpu(config):
+        return
+    root = Path(config.getoption("--submission")).resolve()
+    for hw in HOMEWORKS:
+        sub = SandboxSubmission(hw, _homework_dir(root, hw), RELEASE_DIR / hw, config.getoption("--device"),
+                                config.getoption("--unit-timeout"), config.getoption("--unit-memory-gb"))
+        sub.sandbox.spawn()
+        config._grading["submissions"][hw] = sub
+
+
 @pytest.fixture
 def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
     config = request.config
-    device = config.getoption("--device")
-    if device == "cuda" and not torch.cuda.is_available():
+    if _grading_cuda_without_gpu(config):
         pytest.skip("--device cuda: no CUDA device on this machine")
-    hw = request.module.HW
     state = config._grading
-    if hw not in state["submissions"]:
-        root = Path(config.getoption("--submission")).resolve()
-        sub = SandboxSubmission(hw, _homework_dir(root, hw), RELEASE_DIR / hw, device,
-                                config.getoption("--unit-timeout"), config.getoption("--unit-memory-gb"))
-        state["submissions"][hw] = sub
+    sub = state["submissions"][request.module.HW]
+    if sub.hw not in state["started"]:
+        state["started"].add(sub.hw)
         try:
             sub.sandbox.start()
         except RuntimeError as err:
-            state["notes"].append(f"{hw}: {err}")
-        state["notes"] += [f"{hw}: {p}" for p in sub.sandbox.problems]
-    return state["submissions"][hw]
+            state["notes"].append(f"{sub.hw}: {err}")
+        state["notes"] += [f"{sub.hw}: {p}" for p in sub.sandbox.problems]
+    return sub
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -157,7 +172,7 @@ def _gradescope(config: pytest.Config, collect_errors: list[str]) -> dict:
     return {
         "score": sum(t["score"] for t in tests),
         "max_score": sum(t["max_score"] for t in tests),
-        "execution_time": round(time.monotonic() - state["started"], 2),
+        "execution_time": round(time.monotonic() - state["clock"], 2),
         "output": "\n".join(state["notes"] + collect_errors),
         "tests": tests,
     }

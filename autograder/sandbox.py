@@ -91,6 +91,7 @@ class Sandbox:
         self.start_error: str | None = None
         self._proc: subprocess.Popen | None = None
         self._reader: _LineReader | None = None
+        self._ready = False
 
     # -- worker life cycle -------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -103,6 +104,7 @@ class Sandbox:
         self._proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, env=env, start_new_session=True)
         self._reader = _LineReader(self._proc.stdout)
+        self._ready = False
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -112,15 +114,24 @@ class Sandbox:
                 pass
             self._proc.wait()
             self._proc = None
+            self._ready = False
 
     def _worker_log_tail(self) -> str:
         log = self.workdir / "worker.log"
         return log.read_text(errors="replace")[-1500:] if log.exists() else ""
 
-    def start(self) -> None:
-        """Start the worker and wait until every notebook is loaded (skipping cells that kill it)."""
-        while self._proc is None:
+    def spawn(self) -> None:
+        """Launch the worker without waiting for it, so its start-up overlaps the caller's work;
+        ``start`` (or the first ``run``) waits until it is ready."""
+        if self._proc is None:
             self._spawn()
+
+    def start(self) -> None:
+        """Wait until the worker has loaded every notebook (starting it if needed, and restarting
+        it without any answer cell that kills or hangs it while loading)."""
+        while not self._ready:
+            if self._proc is None:
+                self._spawn()
             loading, started = None, time.monotonic()
             while True:
                 try:
@@ -144,6 +155,7 @@ class Sandbox:
                 elif msg["event"] == "ready":
                     self.loads = msg["loads"]
                     self.problems += msg["problems"]
+                    self._ready = True
                     return
 
     def close(self) -> None:
@@ -167,7 +179,7 @@ class Sandbox:
     def _run(self, grade_id: str) -> UnitRun:
         if self.start_error is not None:
             return UnitRun(grade_id, {"status": "error"}, "crashed", self.start_error)
-        if self._proc is None:
+        if not self._ready:
             try:
                 self.start()
             except RuntimeError:

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
+from PIL import Image
 
 # name: (weight, allowed regions as (x0, y0, x1, y1) fractions of the image)
 WHOLE = ((0.0, 0.0, 1.0, 1.0),)
@@ -54,11 +55,14 @@ class _Source:
 
 def _load(name: str) -> np.ndarray:
     path = Path(skimage.data.__file__).parent / name
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"{path}: scikit-image's sample image is missing; the embedded "
-                                f"dataset needs scikit-image's bundled data (reinstall scikit-image)")
-    return image
+    try:  # Pillow, not cv2: libpng prints a warning for the colour profile of some of these files
+        with Image.open(path) as picture:
+            rgb = np.asarray(picture.convert("RGB"))
+    except OSError as err:
+        raise FileNotFoundError(f"{path}: scikit-image's sample image is missing or unreadable; the "
+                                f"embedded dataset needs scikit-image's bundled data (reinstall "
+                                f"scikit-image)") from err
+    return np.ascontiguousarray(rgb[:, :, ::-1])  # BGR, as the rest of the kit
 
 
 class BackgroundBank:

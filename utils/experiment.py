@@ -112,26 +112,29 @@ def make_detector(hw: Homework, model: torch.nn.Module, cfg: dict, **options) ->
                     cfg["variance"], **options)
 
 
-def predict_split(detector: Detector, data_root: str | Path, pred_dir: str | Path,
-                  split: str = "val") -> int:
-    """Detect faces in every image of ``data_root/split`` (original size) and write the official
-    submission files ``pred_dir/EVENT/IMAGE.txt``; returns the number of images."""
+def detect_split(detector: Detector, data_root: str | Path, split: str = "val") -> dict:
+    """``{(event, image name): Detections}`` for every image of ``data_root/split``, each detected
+    alone at its original size (the protocol of the public evaluation)."""
     dataset = WiderFaceDataset(data_root, split)
+    items = ((dataset.image_id(i), load_image(dataset.image_path(i))) for i in range(len(dataset)))
+    return dict(predict_dataset(detector, items))
+
+
+def score_detections(detections: dict, data_root: str | Path, pred_dir: str | Path) -> WiderResult:
+    """Write ``detections`` ({(event, name): Detections}) as the official submission files
+    ``pred_dir/EVENT/IMAGE.txt`` and score them against ``data_root/val/ground_truth``."""
     pred_dir = Path(pred_dir)
     if pred_dir.exists():
         shutil.rmtree(pred_dir)  # stale files of an earlier run would be scored too
-    items = ((dataset.image_id(i), load_image(dataset.image_path(i))) for i in range(len(dataset)))
-    for (event, name), found in predict_dataset(detector, items):
+    for (event, name), found in detections.items():
         write_predictions(pred_dir, event, name, found.wider_rows())
-    return len(dataset)
+    return evaluate(read_predictions(pred_dir), Path(data_root) / GROUND_TRUTH)
 
 
 def evaluate_detector(detector: Detector, data_root: str | Path, out_dir: str | Path) -> WiderResult:
     """WIDER FACE AP (easy, medium, hard) of ``detector`` on ``data_root/val``; the predictions are
     kept in ``out_dir/predictions``."""
-    pred_dir = Path(out_dir) / "predictions"
-    predict_split(detector, data_root, pred_dir)
-    return evaluate(read_predictions(pred_dir), Path(data_root) / GROUND_TRUTH)
+    return score_detections(detect_split(detector, data_root), data_root, Path(out_dir) / "predictions")
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -1,0 +1,26 @@
+"""Every solution notebook executes top to bottom (check cells included) in a tiny configuration,
+so none can rot. ``make solutions`` runs the same notebooks at full size."""
+import pytest
+
+from data.synthetic import generate
+from tests.notebooks import REPO_ROOT
+from utils.run_notebooks import main as run_notebooks
+
+SMOKE_PARAMS = {"TRAIN_IMAGES": 4, "VAL_IMAGES": 4, "IMAGE_SIZE": 96, "BATCH_SIZE": 2, "EPOCHS": 1,
+                "COMPARE_ITERATIONS": 2, "FINETUNE_ITERATIONS": 2}
+
+
+@pytest.fixture(scope="module")
+def smoke_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("notebooks")
+    generate(root / "data", 4, 4, long_side=640, seed=1)  # seed 1: every setting has faces
+    return root
+
+
+def test_solution_notebooks_execute(smoke_dirs):
+    params = {**SMOKE_PARAMS, "DATA_ROOT": str(smoke_dirs / "data"), "RUN_DIR": str(smoke_dirs / "runs")}
+    out = smoke_dirs / "executed"
+    code = run_notebooks(["--out", str(out), *(f"--param={k}={v!r}" for k, v in params.items())])
+    assert code == 0
+    executed = sorted(p.name for p in (out / "retinaface").glob("*.ipynb"))
+    assert executed == sorted(p.name for p in (REPO_ROOT / "solutions" / "retinaface").glob("*.ipynb"))

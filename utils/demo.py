@@ -1,0 +1,180 @@
+"""The kit's main job (``make demo``): train the solution RetinaFace on the embedded dataset, on the
+CPU, and report its WIDER FACE AP.
+
+    python -m utils.demo [--out outputs/demo] [--data outputs/data] [--iterations 1200] [--fresh]
+
+1. the embedded dataset is generated into ``--data`` unless it is already there;
+2. dataset figures: face heights, face-centre heatmap, the first training images with their faces;
+3. a MobileNet-0.25 RetinaFace (the solutions' notebook code) trains from scratch with
+   ``utils.train.fit``; an interrupted run resumes from its last checkpoint when started again;
+4. loss curves (every 20 iterations), then every validation image is detected at its original
+   size and scored with the official WIDER protocol: PR curves and AP easy / medium / hard;
+5. detections drawn on validation images, and ``summary.md`` with the figures and the AP.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from data.synthetic import generate
+from data.widerface import WiderFaceDataset, load_image
+from detector.config import get_config
+from utils.experiment import GROUND_TRUTH, evaluate_detector, load_homework, make_detector, train_retinaface
+from utils.train_config import TrainConfig
+from utils.viz import draw_detections, plot_loss_curves, plot_pr_curves, show_images
+
+TRAIN_IMAGES, VAL_IMAGES = 800, 200   # embedded dataset generated when --data has none
+SHOWN_IMAGES = 4                      # images drawn in the dataset and detection figures
+SHOWN_SCORE = 0.5                     # detections drawn on the validation images score at least this
+# Training recipe: tuned to finish in about 10 minutes on 2 CPU cores (see the README for timings).
+DEMO_TRAINING = dict(max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
+                     optimizer="sgd", schedule="cosine", warmup_iterations=50, clip_grad_norm=10.0,
+                     num_workers=1, seed=0, device="cpu", ckpt_every=100, keep_last=2, log_every=50)
+TRAIN_CROP = 320                      # training crop size (pixels)
+
+
+def _step(message: str) -> None:
+    print(f"\n== {message}", flush=True)
+
+
+def ensure_dataset(root: Path, train: int, val: int) -> None:
+    if (root / "train" / "label.txt").is_file() and (root / GROUND_TRUTH).is_dir():
+        print(f"using the dataset in {root}")
+        return
+    print(f"generating the embedded dataset ({train} training and {val} validation images) in {root}")
+    summary = generate(root, train, val, workers=2)
+    for split, counts in summary.items():
+        print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def dataset_figures(root: Path, out: Path) -> dict:
+    """Face-height histogram, centre heatmap and the first training images; returns statistics."""
+    train = WiderFaceDataset(root, "train")
+    boxes = [t[:, :4] for t in train.targets]
+    sizes = np.array([load_image(train.image_path(i)).shape[:2] for i in range(len(train))], dtype=float)
+    all_boxes = np.concatenate(boxes)
+    heights = all_boxes[:, 3] - all_boxes[:, 1]
+    widths = all_boxes[:, 2] - all_boxes[:, 0]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.hist(heights, bins=np.geomspace(max(1.0, heights.min()), heights.max(), 40))
+    ax1.set_xscale("log")
+    ax1.set_xlabel("face height (px)")
+    ax1.set_ylabel("faces")
+    ax1.set_title(f"{len(heights)} training faces, mean {widths.mean():.0f} x {heights.mean():.0f} px")
+    centres_x = np.concatenate([(b[:, 0] + b[:, 2]) / 2 / s[1] for b, s in zip(boxes, sizes)])
+    centres_y = np.concatenate([(b[:, 1] + b[:, 3]) / 2 / s[0] for b, s in zip(boxes, sizes)])
+    heat, _, _ = np.histogram2d(centres_y, centres_x, bins=32, range=[[0, 1], [0, 1]])
+    ax2.imshow(heat, extent=(0, 1, 1, 0), cmap="magma")
+    ax2.set_title("face centres (normalised)")
+    fig.tight_layout()
+    fig.savefig(out / "dataset_statistics.png", dpi=110)
+    plt.close(fig)
+    drawn = []
+    for i in range(min(SHOWN_IMAGES, len(train))):
+        target = train.targets[i]
+        landmarks = np.where(target[:, 14:15] > 0, target[:, 4:14], -1.0)
+        drawn.append(draw_detections(load_image(train.image_path(i)), target[:, :4], landmarks, thickness=1))
+    plt.close(show_images(drawn, [train.image_path(i).name for i in range(len(drawn))],
+                          path=out / "dataset_examples.png"))
+    return {"images": len(train), "faces": len(heights), "mean_width": float(widths.mean()),
+            "mean_height": float(heights.mean()), "under_32px": float((heights < 32).mean())}
+
+
+def detection_figure(detector, root: Path, out: Path) -> None:
+    val = WiderFaceDataset(root, "val")
+    drawn, titles = [], []
+    for i in range(min(SHOWN_IMAGES, len(val))):
+        image = load_image(val.image_path(i))
+        found = detector.detect([image])[0].above(SHOWN_SCORE)
+        drawn.append(draw_detections(image, found.boxes, found.landmarks, found.scores))
+        titles.append(f"{val.image_path(i).name}: {len(found)} faces >= {SHOWN_SCORE}")
+    plt.close(show_images(drawn, titles, path=out / "detections.png"))
+
+
+def write_summary(out: Path, stats: dict, ap: dict, val_images: int, config: TrainConfig,
+                  timings: dict) -> Path:
+    lines = [
+        "# Demo: RetinaFace (MobileNet-0.25) trained from scratch on the embedded dataset", "",
+        "| setting | AP |", "|---|---|",
+        *(f"| {subset} | {value:.4f} |" for subset, value in ap.items()), "",
+        f"WIDER FACE protocol (`utils.evaluate`) on the {val_images} validation images at "
+        f"their original size.", "",
+        "## Data",
+        f"{stats['images']} training images, {stats['faces']} faces, mean {stats['mean_width']:.1f} x "
+        f"{stats['mean_height']:.1f} px, {100 * stats['under_32px']:.0f}% under 32 px tall.", "",
+        "## Training",
+        f"{config.max_iterations} iterations of {config.batch_size} crops of {TRAIN_CROP} px, "
+        f"{config.optimizer.upper()} lr {config.lr} ({config.schedule}, {config.warmup_iterations} "
+        f"warmup), weight decay {config.weight_decay}, seed {config.seed}.", "",
+        "## Time", *(f"- {k}: {v:.0f} s" for k, v in timings.items()),
+        f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads", "",
+        "## Files",
+        "dataset_statistics.png, dataset_examples.png, loss_curves.png, pr_curves.png, detections.png, "
+        "train/train_log.csv, train/checkpoints/, retinaface_mobilenet0.25_demo.pt, predictions/", "",
+    ]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--data", type=Path, default=Path("outputs/data"))
+    parser.add_argument("--iterations", type=int, default=DEMO_TRAINING["max_iterations"])
+    parser.add_argument("--fresh", action="store_true", help="discard an earlier demo run's training")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings, started = {}, time.monotonic()
+
+    _step("1/5 data")
+    ensure_dataset(args.data, TRAIN_IMAGES, VAL_IMAGES)
+    stats = dataset_figures(args.data, args.out)
+    timings["data"] = time.monotonic() - started
+
+    _step("2/5 training (MobileNet-0.25 RetinaFace from scratch, solutions' code)")
+    train_dir = args.out / "train"
+    if args.fresh and train_dir.exists():
+        shutil.rmtree(train_dir)
+    resume = "auto" if (train_dir / "checkpoints").is_dir() else None
+    config = TrainConfig(**{**DEMO_TRAINING, "max_iterations": args.iterations}, out_dir=str(train_dir),
+                         resume=resume)
+    hw = load_homework("solutions")
+    cfg = get_config("mobilenet0.25", image_size=TRAIN_CROP)
+    t = time.monotonic()
+    result = train_retinaface(hw, cfg, args.data, config)
+    timings["training"] = time.monotonic() - t
+    checkpoint = args.out / "retinaface_mobilenet0.25_demo.pt"
+    torch.save(result.model.state_dict(), checkpoint)
+    plt.close(plot_loss_curves(result.history_path, path=args.out / "loss_curves.png"))
+
+    _step("3/5 evaluation on the validation set (WIDER FACE protocol)")
+    t = time.monotonic()
+    detector = make_detector(hw, result.model.eval(), cfg)
+    wider = evaluate_detector(detector, args.data, args.out)
+    timings["evaluation"] = time.monotonic() - t
+    plt.close(plot_pr_curves(wider.curves, wider.ap, path=args.out / "pr_curves.png"))
+
+    _step("4/5 detections on validation images")
+    detection_figure(detector, args.data, args.out)
+
+    _step("5/5 summary")
+    timings["total"] = time.monotonic() - started
+    val_images = len(WiderFaceDataset(args.data, "val"))
+    summary = write_summary(args.out, stats, wider.ap, val_images, config, timings)
+    for subset, ap in wider.ap.items():
+        print(f"{subset.capitalize()} AP: {ap:.4f}")
+    print(f"wrote {summary} and the figures in {args.out}/ ({timings['total'] / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
