@@ -14,16 +14,9 @@ from autograder import checks_retinaface as checks
 from autograder.explain import noting
 from autograder.feedback import expect_close, expect_equal
 from autograder.grading import graded
+from autograder.units import case_names
 
 HW = "retinaface"
-
-
-def _public(case_list):
-    return [c.name for c in case_list if c.public]
-
-
-def _hidden(case_list):
-    return [c.name for c in case_list if not c.public]
 
 
 # -- Part 2: the heads -----------------------------------------------------------------------------
@@ -34,12 +27,12 @@ def test_bbox_head_names(submission):
 
 @graded("bbox_head", 2, "[B, H*W*A, 4] rows: cell by cell, then anchor by anchor")
 def test_bbox_head_forward(submission):
-    checks.check_head(submission, "bbox_head", _public(cases.HEAD_FORWARD_CASES))
+    checks.check_head(submission, "bbox_head", case_names(cases.HEAD_FORWARD_CASES))
 
 
 @graded("bbox_head", 1, "larger feature maps (hidden)", public=False)
 def test_bbox_head_hidden(submission):
-    checks.check_head(submission, "bbox_head", _hidden(cases.HEAD_FORWARD_CASES))
+    checks.check_head(submission, "bbox_head", case_names(cases.HEAD_FORWARD_CASES, public=False))
 
 
 @graded("landmark_head", 1, "one 1x1 convolution named conv1x1 with num_anchors*10 outputs")
@@ -49,12 +42,12 @@ def test_landmark_head_names(submission):
 
 @graded("landmark_head", 2, "[B, H*W*A, 10] rows: cell by cell, then anchor by anchor")
 def test_landmark_head_forward(submission):
-    checks.check_head(submission, "landmark_head", _public(cases.HEAD_FORWARD_CASES))
+    checks.check_head(submission, "landmark_head", case_names(cases.HEAD_FORWARD_CASES))
 
 
 @graded("landmark_head", 1, "larger feature maps (hidden)", public=False)
 def test_landmark_head_hidden(submission):
-    checks.check_head(submission, "landmark_head", _hidden(cases.HEAD_FORWARD_CASES))
+    checks.check_head(submission, "landmark_head", case_names(cases.HEAD_FORWARD_CASES, public=False))
 
 
 # -- Part 2: the model -----------------------------------------------------------------------------
@@ -70,12 +63,12 @@ def test_retinaface_names_resnet(submission):
 
 @graded("retinaface", 2, "forward: (loc [B, P, 4], conf [B, P, 2], landm [B, P, 10])")
 def test_retinaface_forward(submission):
-    checks.check_retinaface_forward(submission, _public(cases.RETINAFACE_FORWARD_CASES))
+    checks.check_retinaface_forward(submission, case_names(cases.RETINAFACE_FORWARD_CASES))
 
 
 @graded("retinaface", 1, "forward on a batch of odd-sized images (hidden)", public=False)
 def test_retinaface_forward_hidden(submission):
-    checks.check_retinaface_forward(submission, _hidden(cases.RETINAFACE_FORWARD_CASES))
+    checks.check_retinaface_forward(submission, case_names(cases.RETINAFACE_FORWARD_CASES, public=False))
 
 
 # -- Part 4: prior boxes ---------------------------------------------------------------------------
@@ -97,7 +90,7 @@ def test_prior_box_clip(submission):
 
 @graded("prior_box", 1, "more sizes, clip, cfg_re50 (hidden)", public=False)
 def test_prior_box_hidden(submission):
-    for name in _hidden(cases.PRIOR_CASES):
+    for name in case_names(cases.PRIOR_CASES, public=False):
         checks.check_priors(submission, name)
 
 

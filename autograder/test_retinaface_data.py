@@ -7,13 +7,10 @@ import torchvision
 from autograder import cases_retinaface_data as cases
 from autograder.feedback import GradingFailure, describe, expect_close, expect_equal, expect_type
 from autograder.grading import graded
+from autograder.units import case_names
 
 HW = "retinaface"
 STAT_KEYS = ("faces", "mean_width", "mean_height", "mean_area")
-
-
-def _names(case_list, public=True):
-    return [c.name for c in case_list if c.public == public]
 
 
 def _number(value, case, what):
@@ -57,12 +54,12 @@ def _check_stats(submission, names):
 
 @graded("face_stats", 2, "counts faces and averages width, height and area")
 def test_face_stats(submission):
-    _check_stats(submission, _names(cases.STATS_CASES))
+    _check_stats(submission, case_names(cases.STATS_CASES))
 
 
 @graded("face_stats", 1, "a larger dataset (hidden)", public=False)
 def test_face_stats_hidden(submission):
-    _check_stats(submission, _names(cases.STATS_CASES, public=False))
+    _check_stats(submission, case_names(cases.STATS_CASES, public=False))
 
 
 # -- 1.2 centre_heatmap ---------------------------------------------------------------------------
@@ -88,12 +85,12 @@ def _check_heatmap(submission, names):
 
 @graded("centre_heatmap", 2, "histogram of normalised centres (rows = y, columns = x)")
 def test_centre_heatmap(submission):
-    _check_heatmap(submission, _names(cases.HEATMAP_CASES))
+    _check_heatmap(submission, case_names(cases.HEATMAP_CASES))
 
 
 @graded("centre_heatmap", 1, "boxes outside the image, 16 bins (hidden)", public=False)
 def test_centre_heatmap_hidden(submission):
-    _check_heatmap(submission, _names(cases.HEATMAP_CASES, public=False))
+    _check_heatmap(submission, case_names(cases.HEATMAP_CASES, public=False))
 
 
 # -- 1.3 out_of_range -----------------------------------------------------------------------------

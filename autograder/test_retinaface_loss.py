@@ -8,16 +8,13 @@ import torchvision
 from autograder import cases_retinaface_loss as cases
 from autograder.feedback import GradingFailure, describe, expect_close
 from autograder.grading import graded
+from autograder.units import case_names
 from autograder.oracles_retinaface import match_faces
 from detector.config import cfg_mnet
 
 HW = "retinaface"
 LOSS_PARTS = ("loss_l", "loss_c", "loss_landm")
 PREDICTION_NAMES = ("loc", "conf", "landm")
-
-
-def _names(case_list, public=True):
-    return [c.name for c in case_list if c.public == public]
 
 
 def multibox_oracle(x):
@@ -63,12 +60,12 @@ def _check_multibox(submission, names):
 
 @graded("multibox_loss", 4, "box, class (hard negative mining 1:7) and landmark losses")
 def test_multibox_loss(submission):
-    _check_multibox(submission, _names(cases.MULTIBOX_CASES))
+    _check_multibox(submission, case_names(cases.MULTIBOX_CASES))
 
 
 @graded("multibox_loss", 2, "a batch of crowded images (hidden)", public=False)
 def test_multibox_loss_hidden(submission):
-    _check_multibox(submission, _names(cases.MULTIBOX_CASES, public=False))
+    _check_multibox(submission, case_names(cases.MULTIBOX_CASES, public=False))
 
 
 def _check_focal(submission, names):
@@ -89,9 +86,9 @@ def _check_focal(submission, names):
 
 @graded("focal_loss", 3, "agrees with torchvision.ops.sigmoid_focal_loss (values and gradients)")
 def test_focal_loss(submission):
-    _check_focal(submission, _names(cases.FOCAL_CASES))
+    _check_focal(submission, case_names(cases.FOCAL_CASES))
 
 
 @graded("focal_loss", 1, "gamma 5 on a large batch (hidden)", public=False)
 def test_focal_loss_hidden(submission):
-    _check_focal(submission, _names(cases.FOCAL_CASES, public=False))
+    _check_focal(submission, case_names(cases.FOCAL_CASES, public=False))

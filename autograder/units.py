@@ -61,6 +61,11 @@ class Unit:
                            f"cases are {list(self.case_index)}") from None
 
 
+def case_names(cases: tuple[Case, ...], public: bool = True) -> list[str]:
+    """The names of the public (or, with ``public=False``, the hidden) cases among ``cases``."""
+    return [c.name for c in cases if c.public == public]
+
+
 def homework_units(hw: str) -> dict[str, Unit]:
     """The units of homework ``hw`` keyed by grade_id."""
     if hw not in HOMEWORKS:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from bench.timing import best_time
 from data.augment import BGR_MEAN, TrainAugment
 from data.backgrounds import BackgroundBank
 from data.synthetic import generate_split, make_picture
@@ -30,16 +30,6 @@ from data.widerface import WiderFaceDataset, detection_collate
 GENERATION_TARGET = 20.0  # images/s on 2 cores
 BATCH_SIZE = 8
 REPEATS = 2
-
-
-def _timed(fn, repeats: int = REPEATS) -> tuple[float, object]:
-    """Best wall time of ``repeats`` runs (other load on a shared machine only adds time)."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def baseline_generation(out: Path, count: int, size: int) -> None:
@@ -107,16 +97,16 @@ def main() -> None:
           f"of long side {args.size}, cores visible: {len(__import__('os').sched_getaffinity(0))}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        gen_s, _ = _timed(lambda: generate_split(root, "train", args.images, args.size, 0, args.workers))
-        base_s, _ = _timed(lambda: baseline_generation(root / "baseline", args.images, args.size))
+        gen_s, _ = best_time(lambda: generate_split(root, "train", args.images, args.size, 0, args.workers), REPEATS)
+        base_s, _ = best_time(lambda: baseline_generation(root / "baseline", args.images, args.size), REPEATS)
         gen_rate, base_rate = args.images / gen_s, args.images / base_s
         verdict = "meets" if gen_rate >= GENERATION_TARGET else "MISSES"
         print(f"generation   data.synthetic ({args.workers} workers) {gen_rate:7.1f} images/s   "
               f"per-image loop {base_rate:7.1f} images/s   ratio {gen_rate / base_rate:5.2f}x   "
               f"({verdict} the {GENERATION_TARGET:.0f} images/s target)")
         epochs = 2
-        kit_s, seen = _timed(lambda: kit_loading(root, args.image_size, args.workers, epochs))
-        loop_s, loop_seen = _timed(lambda: baseline_loading(root, args.image_size, args.images))
+        kit_s, seen = best_time(lambda: kit_loading(root, args.image_size, args.workers, epochs), REPEATS)
+        loop_s, loop_seen = best_time(lambda: baseline_loading(root, args.image_size, args.images), REPEATS)
         kit_rate, loop_rate = seen / kit_s, loop_seen / loop_s
         print(f"load+augment DataLoader ({args.workers} workers)      {kit_rate:7.1f} images/s   "
               f"per-image loop {loop_rate:7.1f} images/s   ratio {kit_rate / loop_rate:5.2f}x   "

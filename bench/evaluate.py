@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import warnings
 
 import numpy as np
 
+from bench.timing import best_time
 from data.wider_gt import load_wider_gt, save_wider_gt
 from tests.reference_wider_eval import reference_evaluate
 from tests.wider_eval_data import SHARED_GT_DIR, first_events, predictions_from_gt, random_ground_truth
@@ -28,15 +28,6 @@ GENERATED_EVENTS = 61          # the size of the real val set: 61 events, 3226 i
 GENERATED_IMAGES_PER_EVENT = 53
 END_TO_END_TARGET_S = 3.0
 REPEATS = 3                    # best of, for the fast timings
-
-
-def _best_time(fn, repeats: int = REPEATS):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def main() -> None:
@@ -61,15 +52,15 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fast_s, result = _best_time(lambda: evaluate(predictions, gt))
-        slow_s, reference = _best_time(lambda: reference_evaluate(predictions, gt), repeats=1)
+        fast_s, result = best_time(lambda: evaluate(predictions, gt), REPEATS)
+        slow_s, reference = best_time(lambda: reference_evaluate(predictions, gt), 1)
         with tempfile.TemporaryDirectory() as tmp:
             save_wider_gt(gt, f"{tmp}/gt")
             for event, per_image in predictions.items():
                 for name, dets in per_image.items():
                     write_predictions(f"{tmp}/pred", event, name, dets)
-            end_to_end_s, from_files = _best_time(
-                lambda: evaluate(read_predictions(f"{tmp}/pred"), load_wider_gt(f"{tmp}/gt")))
+            end_to_end_s, from_files = best_time(
+                lambda: evaluate(read_predictions(f"{tmp}/pred"), load_wider_gt(f"{tmp}/gt")), REPEATS)
 
     ap_diff = max(abs(result.ap[s] - reference[s][0]) for s in reference)
     curve_diff = max(np.abs(np.stack(result.curves[s]) - np.stack(reference[s][1:])).max() for s in reference)

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

@@ -1,0 +1,16 @@
+"""Timing helper shared by the benchmarks."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+def best_time(fn: Callable, repeats: int) -> tuple[float, object]:
+    """(best wall time in seconds of ``repeats`` calls of ``fn``, the last result). The minimum,
+    not the mean: other load on a shared machine only ever adds time."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
