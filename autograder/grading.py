@@ -167,6 +167,9 @@ class LiveSubmission(Submission):
 
     def output(self, unit: str, case: str) -> Any:
         key = (unit, case)
+        if not self.units[unit].case(case).public:  # the check cells must not reveal hidden cases
+            raise fb.GradingFailure(f"kit error: a public check of {unit!r} uses the hidden case "
+                                    f"{case!r}", fb.ERROR)
         if key not in self._outputs:
             inputs = to_device(self.units[unit].case(case).make_inputs(Path(self._tmp.name)), self.device)
             torch.manual_seed(0)

@@ -112,6 +112,11 @@ def test_intersect_random(submission):
                              ["identical, nested and zero-area boxes", *cases.RANDOM_PAIR_CASES])
 
 
+@graded("intersect", 1, "random float64 boxes (hidden)", public=False)
+def test_intersect_hidden(submission):
+    _check_against_reference(submission, "intersect", cases.HIDDEN_PAIR_CASES)
+
+
 @graded("intersect", 1, "empty inputs give empty [A, B] results")
 def test_intersect_empty(submission):
     _check_against_reference(submission, "intersect", cases.EMPTY_PAIR_CASES)
@@ -122,13 +127,23 @@ def test_jaccard_known(submission):
     _check_against_reference(submission, "jaccard", ["known boxes"])
 
 
-@graded("jaccard", 2, "agrees with torchvision.ops.box_iou")
-def test_jaccard_oracle(submission):
+def _check_jaccard_oracle(submission, names):
     with noting(submission, "jaccard"):
-        for name in ["known boxes", "identical, nested and zero-area boxes", *cases.RANDOM_PAIR_CASES]:
+        for name in names:
             x = submission.inputs("jaccard", name)
             expect_close(submission.output("jaccard", name), torchvision.ops.box_iou(x["box_a"], x["box_b"]),
                          name)
+
+
+@graded("jaccard", 2, "agrees with torchvision.ops.box_iou")
+def test_jaccard_oracle(submission):
+    _check_jaccard_oracle(submission, ["known boxes", "identical, nested and zero-area boxes",
+                                       *cases.RANDOM_PAIR_CASES])
+
+
+@graded("jaccard", 1, "agrees with box_iou on random float64 boxes (hidden)", public=False)
+def test_jaccard_hidden(submission):
+    _check_jaccard_oracle(submission, cases.HIDDEN_PAIR_CASES)
 
 
 @graded("jaccard", 1, "empty inputs give empty [A, B] results")
@@ -274,7 +289,12 @@ def test_nms_known(submission):
 
 @graded("nms", 3, "agrees with torchvision.ops.nms over seeds and thresholds")
 def test_nms_oracle(submission):
-    _check_nms_oracle(submission, [c.name for c in cases.NMS_RANDOM_CASES])
+    _check_nms_oracle(submission, case_names(cases.NMS_RANDOM_CASES))
+
+
+@graded("nms", 1, "agrees with torchvision.ops.nms on 200 and 500 detections (hidden)", public=False)
+def test_nms_oracle_hidden(submission):
+    _check_nms_oracle(submission, case_names(cases.NMS_RANDOM_CASES, public=False))
 
 
 @graded("nms", 1, "tied scores keep their original order")

@@ -1,5 +1,6 @@
 """Every solution notebook executes top to bottom (check cells included) in a tiny configuration,
 so none can rot. ``make solutions`` runs the same notebooks at full size."""
+import nbformat
 import pytest
 
 from data.synthetic import generate
@@ -22,5 +23,9 @@ def test_solution_notebooks_execute(smoke_dirs):
     out = smoke_dirs / "executed"
     code = run_notebooks(["--out", str(out), *(f"--param={k}={v!r}" for k, v in params.items())])
     assert code == 0
-    executed = sorted(p.name for p in (out / "retinaface").glob("*.ipynb"))
-    assert executed == sorted(p.name for p in (REPO_ROOT / "solutions" / "retinaface").glob("*.ipynb"))
+    executed = sorted((out / "retinaface").glob("*.ipynb"))
+    assert [p.name for p in executed] == sorted(p.name for p in (REPO_ROOT / "solutions" / "retinaface").glob("*.ipynb"))
+    for path in executed:  # every check cell of the solutions passes
+        for cell in nbformat.read(path, as_version=4).cells:
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            assert "✗" not in text, f"{path.name}: a check fails on the solutions:\n{text}"

@@ -17,6 +17,7 @@ LOSS_EVERY = 20  # the homework plots each loss averaged over blocks of 20 itera
 LOG_BOOKKEEPING = ("iteration", "epoch", "lr", "images_per_s")
 BOX_COLOR = (0, 255, 0)        # BGR green, as the homework draws faces
 LANDMARK_COLOR = (0, 0, 255)   # BGR red
+LANDMARK_DOTS_PER_WIDTH = 30   # a landmark dot's radius is the face width / 30
 SUBSET_COLORS = {"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}
 
 
@@ -100,8 +101,8 @@ def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndar
     """
     out = np.ascontiguousarray(image_bgr).copy()
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    radius = max(1, thickness)
     for i, (x1, y1, x2, y2) in enumerate(boxes):
+        radius = max(thickness, round((x2 - x1) / LANDMARK_DOTS_PER_WIDTH))  # visible on large faces
         cv2.rectangle(out, (round(x1), round(y1)), (round(x2), round(y2)), BOX_COLOR, thickness)
         if scores is not None:
             cv2.putText(out, f"{float(scores[i]):.2f}", (round(x1), max(0, round(y1) - 3)),
