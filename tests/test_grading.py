@@ -182,7 +182,7 @@ def test_reference_model_names_are_the_public_checkpoints():
     checkpoint = REPO_ROOT.parent / "shared" / "data" / "checkpoints" / "retinaface_mobilenet0.25.pth"
     if not checkpoint.is_file():
         pytest.skip(f"{checkpoint} is absent (development data only)")
-    from autograder.grading import load_references
+    from autograder.grading import Submission
     from utils.checkpoint import read_state_dict
     published = {name: list(t.shape) for name, t in read_state_dict(checkpoint).items()}
-    assert load_references("retinaface")["retinaface"]["parameter names, mobilenet0.25"] == published
+    assert Submission("retinaface").reference("retinaface", "parameter names, mobilenet0.25") == published
