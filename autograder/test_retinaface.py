@@ -152,84 +152,35 @@ def test_jaccard_empty(submission):
 
 
 # -- Part 5: encoding and decoding -----------------------------------------------------------------
-@graded("encode", 1, "known values (a face 0.1 right of its anchor's centre, twice as wide)")
-def test_encode_known(submission):
-    checks.check_coding_known(submission, "encode")
+def _coding_tests(unit: str, known_title: str) -> tuple:
+    """The four checks every box/landmark coding unit gets (same cases, same points)."""
+    @graded(unit, 1, f"known values ({known_title})")
+    def known(submission):
+        checks.check_coding_known(submission, unit)
+
+    @graded(unit, 2, "random anchors, other variances and no anchors")
+    def definition(submission):
+        checks.check_coding_definition(submission, unit, cases.CODING_PUBLIC_CASES)
+
+    @graded(unit, 1, "inverts the definition of its counterpart (round trip)")
+    def round_trip(submission):
+        checks.check_coding_round_trip(submission, unit)
+
+    @graded(unit, 1, "300 anchors in float64 (hidden)", public=False)
+    def hidden(submission):
+        checks.check_coding_definition(submission, unit, cases.CODING_HIDDEN_CASES)
+
+    return known, definition, round_trip, hidden
 
 
-@graded("encode", 2, "random anchors, other variances and no anchors")
-def test_encode_definition(submission):
-    checks.check_coding_definition(submission, "encode", cases.CODING_PUBLIC_CASES)
-
-
-@graded("encode", 1, "inverts the definition of its counterpart (round trip)")
-def test_encode_round_trip(submission):
-    checks.check_coding_round_trip(submission, "encode")
-
-
-@graded("encode", 1, "300 anchors in float64 (hidden)", public=False)
-def test_encode_hidden(submission):
-    checks.check_coding_definition(submission, "encode", cases.CODING_HIDDEN_CASES)
-
-
-@graded("decode", 1, "known values (the inverse of encode's known values)")
-def test_decode_known(submission):
-    checks.check_coding_known(submission, "decode")
-
-
-@graded("decode", 2, "random anchors, other variances and no anchors")
-def test_decode_definition(submission):
-    checks.check_coding_definition(submission, "decode", cases.CODING_PUBLIC_CASES)
-
-
-@graded("decode", 1, "inverts the definition of its counterpart (round trip)")
-def test_decode_round_trip(submission):
-    checks.check_coding_round_trip(submission, "decode")
-
-
-@graded("decode", 1, "300 anchors in float64 (hidden)", public=False)
-def test_decode_hidden(submission):
-    checks.check_coding_definition(submission, "decode", cases.CODING_HIDDEN_CASES)
-
-
-@graded("encode_landm", 1, "known values (offsets in units of v0 times the anchor size)")
-def test_encode_landm_known(submission):
-    checks.check_coding_known(submission, "encode_landm")
-
-
-@graded("encode_landm", 2, "random anchors, other variances and no anchors")
-def test_encode_landm_definition(submission):
-    checks.check_coding_definition(submission, "encode_landm", cases.CODING_PUBLIC_CASES)
-
-
-@graded("encode_landm", 1, "inverts the definition of its counterpart (round trip)")
-def test_encode_landm_round_trip(submission):
-    checks.check_coding_round_trip(submission, "encode_landm")
-
-
-@graded("encode_landm", 1, "300 anchors in float64 (hidden)", public=False)
-def test_encode_landm_hidden(submission):
-    checks.check_coding_definition(submission, "encode_landm", cases.CODING_HIDDEN_CASES)
-
-
-@graded("decode_landm", 1, "known values (the inverse of encode_landm's known values)")
-def test_decode_landm_known(submission):
-    checks.check_coding_known(submission, "decode_landm")
-
-
-@graded("decode_landm", 2, "random anchors, other variances and no anchors")
-def test_decode_landm_definition(submission):
-    checks.check_coding_definition(submission, "decode_landm", cases.CODING_PUBLIC_CASES)
-
-
-@graded("decode_landm", 1, "inverts the definition of its counterpart (round trip)")
-def test_decode_landm_round_trip(submission):
-    checks.check_coding_round_trip(submission, "decode_landm")
-
-
-@graded("decode_landm", 1, "300 anchors in float64 (hidden)", public=False)
-def test_decode_landm_hidden(submission):
-    checks.check_coding_definition(submission, "decode_landm", cases.CODING_HIDDEN_CASES)
+test_encode_known, test_encode_definition, test_encode_round_trip, test_encode_hidden = _coding_tests(
+    "encode", "a face 0.1 right of its anchor's centre, twice as wide")
+test_decode_known, test_decode_definition, test_decode_round_trip, test_decode_hidden = _coding_tests(
+    "decode", "the inverse of encode's known values")
+(test_encode_landm_known, test_encode_landm_definition, test_encode_landm_round_trip,
+ test_encode_landm_hidden) = _coding_tests("encode_landm", "offsets in units of v0 times the anchor size")
+(test_decode_landm_known, test_decode_landm_definition, test_decode_landm_round_trip,
+ test_decode_landm_hidden) = _coding_tests("decode_landm", "the inverse of encode_landm's known values")
 
 
 # -- Part 5: matching ------------------------------------------------------------------------------
