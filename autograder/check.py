@@ -20,7 +20,7 @@ class Checker:
         """The public graded tests of ``unit``."""
         tests = [fn for fn in graded_tests(self.hw) if fn.graded.unit == unit and fn.graded.public]
         if not tests:
-            raise ValueError(f"no public checks for unit {unit!r} in autograder/test_{self.hw}*.py")
+            raise ValueError(f"no public checks for unit {unit!r} in autograder/{self.hw}/test_*.py")
         return tests
 
     def __call__(self, unit: str) -> None:

@@ -39,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grading")
     group.addoption("--submission", default=str(RELEASE_DIR),
                     help="folder laid out like assignments/ (default: assignments/)")
+    group.addoption("--hw", default=None, choices=HOMEWORKS,
+                    help="grade this homework only (default: every homework found in the submission)")
     group.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="where student code runs")
     group.addoption("--results", default=None, help="write Gradescope results.json here")
     group.addoption("--unit-timeout", type=float, default=DEFAULT_UNIT_TIMEOUT,
@@ -57,6 +59,48 @@ def _homework_dir(root: Path, hw: str) -> Path:
     return root / hw if (root / hw).is_dir() else root
 
 
+def homeworks_in(root: Path) -> list[str]:
+    """The homeworks with at least one of their notebooks in ``root/<hw>/`` or directly in ``root``."""
+    found = []
+    for hw in HOMEWORKS:
+        notebooks = {u.notebook for u in homework_units(hw).values()}
+        if any((_homework_dir(root, hw) / nb).is_file() for nb in notebooks):
+            found.append(hw)
+    return found
+
+
+def _homeworks_to_grade(config: pytest.Config) -> list[str]:
+    """``--hw``, or every homework found in ``--submission``; a usage error when there is none."""
+    root = Path(config.getoption("--submission"))
+    if not root.is_dir():
+        raise pytest.UsageError(f"--submission {root}: no such folder (expected a folder laid out "
+                                f"like assignments/, or one holding the notebooks)")
+    chosen = config.getoption("--hw")
+    if chosen:
+        return [chosen]
+    found = homeworks_in(root.resolve())
+    if not found:
+        expected = ", ".join(f"{hw}/{sorted({u.notebook for u in homework_units(hw).values()})[0]}"
+                             for hw in HOMEWORKS)
+        raise pytest.UsageError(f"--submission {root}: no homework notebook found (expected e.g. "
+                                f"{expected}, or the notebooks directly in the folder)")
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the graded tests of homeworks that are not being graded."""
+    grading = config._grading.get("homeworks")
+    if grading is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        hw = getattr(getattr(item, "module", None), "HW", None)
+        (drop if hw is not None and hw not in grading else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _grading_cuda_without_gpu(config: pytest.Config) -> bool:
     return config.getoption("--device") == "cuda" and not torch.cuda.is_available()
 
@@ -68,7 +112,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if _grading_cuda_without_gpu(config):
         return
     root = Path(config.getoption("--submission")).resolve()
-    for hw in HOMEWORKS:
+    config._grading["homeworks"] = _homeworks_to_grade(config)
+    for hw in config._grading["homeworks"]:
         sub = SandboxSubmission(hw, _homework_dir(root, hw), RELEASE_DIR / hw, config.getoption("--device"),
                                 config.getoption("--unit-timeout"), config.getoption("--unit-memory-gb"))
         sub.sandbox.spawn()
@@ -123,7 +168,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def _unit_order() -> list[str]:
     """Every homework's units in notebook order (the order of their ``UNITS``)."""
-    return [unit for hw in HOMEWORKS for unit in homework_units(hw)]
+    return [unit for hw in HOMEWORKS for unit in homework_units(hw)]  # grade_ids are unique per kit
 
 
 def _first_line(text: str, width: int = FEEDBACK_WIDTH) -> str:

@@ -50,13 +50,12 @@ def graded(unit: str, points: float, title: str, public: bool = True) -> Callabl
 
 
 def graded_tests(hw: str) -> list[Callable]:
-    """Every ``@graded`` test function of ``autograder/test_<hw>*.py``, in file order."""
-    import autograder
-
+    """Every ``@graded`` test function of ``autograder/<hw>/test_*.py``, in file order."""
+    package = importlib.import_module(f"autograder.{hw}")
     tests = []
-    for info in sorted(pkgutil.iter_modules(autograder.__path__), key=lambda m: m.name):
-        if info.name == f"test_{hw}" or info.name.startswith(f"test_{hw}_"):
-            module = importlib.import_module(f"autograder.{info.name}")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("test_"):
+            module = importlib.import_module(f"autograder.{hw}.{info.name}")
             tests += [fn for fn in vars(module).values()
                       if callable(fn) and isinstance(getattr(fn, "graded", None), Graded)]
     return tests

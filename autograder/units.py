@@ -1,6 +1,7 @@
 """What a graded unit is: the answer cell it lives in, how to call it, and the cases it runs on.
 
-A homework's units are listed in ``autograder/cases_<hw>.py`` as ``UNITS``. Case inputs are built
+A homework's units are listed in ``autograder/<hw>/cases.py`` as ``UNITS``; every sub-package of
+``autograder/`` that has a ``cases.py`` is a homework (adding one needs no edit here). Case inputs are built
 deterministically (seeded), so the worker that runs student code and the process that scores it
 build the same inputs independently; only the outputs cross the process boundary.
 """
@@ -13,7 +14,19 @@ from typing import Any, Callable
 
 import torch
 
-HOMEWORKS = ("retinaface",)
+AUTOGRADER_DIR = Path(__file__).resolve().parent
+# Notebook order of the course; homeworks found on disk but not listed here come after, by name.
+COURSE_ORDER = ("retinaface", "dsfd", "tinaface", "rfcn")
+
+
+def find_homeworks(root: Path = AUTOGRADER_DIR) -> tuple[str, ...]:
+    """The homeworks whose grading is present: ``root/<hw>/cases.py`` exists."""
+    found = {p.parent.name for p in root.glob("*/cases.py")}
+    return tuple(sorted(found, key=lambda hw: (COURSE_ORDER.index(hw) if hw in COURSE_ORDER
+                                               else len(COURSE_ORDER), hw)))
+
+
+HOMEWORKS = find_homeworks()
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,10 @@ def homework_units(hw: str) -> dict[str, Unit]:
     """The units of homework ``hw`` keyed by grade_id."""
     if hw not in HOMEWORKS:
         raise ValueError(f"unknown homework {hw!r}; expected one of {HOMEWORKS}")
-    module = importlib.import_module(f"autograder.cases_{hw}")
+    module = importlib.import_module(f"autograder.{hw}.cases")
     units = {u.grade_id: u for u in module.UNITS}
     if len(units) != len(module.UNITS):
-        raise ValueError(f"autograder.cases_{hw}: duplicate grade_ids")
+        raise ValueError(f"autograder.{hw}.cases: duplicate grade_ids")
     return units
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from detector.config import get_config
+from detector.retinaface.config import get_config
 from utils.detect import load_retinaface, read_image
 from utils.inference import CONF_THRESH, KEEP_TOP_K, NMS_THRESH, TOP_K
 

@@ -26,7 +26,7 @@ import torch
 
 from data.synthetic import generate
 from data.widerface import WiderFaceDataset, load_image
-from detector.config import get_config
+from detector.retinaface.config import get_config
 from utils.experiment import GROUND_TRUTH, evaluate_detector, load_homework, make_detector, train_retinaface
 from utils.train_config import TrainConfig
 from utils.viz import draw_detections, plot_loss_curves, plot_pr_curves, show_images

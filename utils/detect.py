@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from detector.config import CONFIGS, get_config
+from detector.retinaface.config import CONFIGS, get_config
 from utils.checkpoint import read_state_dict
 from utils.inference import CONF_THRESH, DEFAULT_VARIANCES, NMS_THRESH, Detector
 from utils.notebook import load_notebook

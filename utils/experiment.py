@@ -28,7 +28,7 @@ import torch
 
 from data.augment import TrainAugment
 from data.widerface import WiderFaceDataset, detection_collate, load_image
-from detector.config import CONFIGS, get_config
+from detector.retinaface.config import CONFIGS, get_config
 from utils.detect import load_retinaface_code, load_weights, notebook_folder
 from utils.evaluate import WiderResult, evaluate, read_predictions
 from utils.inference import CONF_THRESH, NMS_THRESH, Detector, predict_dataset

@@ -1,16 +1,16 @@
 """Grading of the RetinaFace homework, Part 7 (``5_loss_training.ipynb``): the multibox loss and
 the focal loss. Oracles: a direct re-statement of the loss on the slow-loop matching of
-``oracles_retinaface.py`` (values and gradients), and ``torchvision.ops.sigmoid_focal_loss``."""
+``oracles.py`` (values and gradients), and ``torchvision.ops.sigmoid_focal_loss``."""
 import torch
 import torch.nn.functional as F
 import torchvision
 
-from autograder import cases_retinaface_loss as cases
+from autograder.retinaface import cases_loss as cases
 from autograder.feedback import GradingFailure, describe, expect_close
 from autograder.grading import graded
 from autograder.units import case_names
-from autograder.oracles_retinaface import match_faces
-from detector.config import cfg_mnet
+from autograder.retinaface.oracles import match_faces
+from detector.retinaface.config import cfg_mnet
 
 HW = "retinaface"
 LOSS_PARTS = ("loss_l", "loss_c", "loss_landm")

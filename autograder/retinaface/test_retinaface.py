@@ -1,16 +1,16 @@
 """Grading of the RetinaFace homework: a few checks per answer cell, each worth points.
 
-Each test asks the submission for its outputs on named cases (``cases_retinaface.py``) and compares
+Each test asks the submission for its outputs on named cases (``cases.py``) and compares
 them with the solution's reference outputs and, where one exists, an independent oracle
-(torchvision.ops, or the slow loops of ``oracles_retinaface.py``); ``checks_retinaface.py`` holds
+(torchvision.ops, or the slow loops of ``oracles.py``); ``checks.py`` holds
 the comparisons and their feedback. Run:
 ``pytest autograder/ [--submission DIR] [--device cuda] [--results r.json]``.
 """
 import torch
 import torchvision
 
-from autograder import cases_retinaface as cases
-from autograder import checks_retinaface as checks
+from autograder.retinaface import cases
+from autograder.retinaface import checks
 from autograder.explain import noting
 from autograder.feedback import expect_close, expect_equal
 from autograder.grading import graded

@@ -9,8 +9,8 @@ import math
 import torch
 from torch import nn
 
-from autograder import cases_retinaface as cases
-from autograder import oracles_retinaface as oracles
+from autograder.retinaface import cases
+from autograder.retinaface import oracles
 from autograder.explain import expect_parameter_shapes, expect_rows, fail, matches_reference, noting
 from autograder.feedback import (DEFAULT_ATOL, DEFAULT_RTOL, GradingFailure, describe, expect_close,
                                  expect_equal, expect_tensor, expect_type, reordered)

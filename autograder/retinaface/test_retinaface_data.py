@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torchvision
 
-from autograder import cases_retinaface_data as cases
+from autograder.retinaface import cases_data as cases
 from autograder.feedback import GradingFailure, describe, expect_close, expect_equal, expect_type
 from autograder.grading import graded
 from autograder.units import case_names

@@ -1,6 +1,6 @@
 """Graded units of the RetinaFace homework: where each answer cell lives, how it is called, and the
 deterministic inputs it is run on, in notebook order (Parts 1/3 and 7 are in
-``cases_retinaface_data.py`` and ``cases_retinaface_loss.py``). The checks and points are in
+``cases_data.py`` and ``cases_loss.py``). The checks and points are in
 ``test_retinaface*.py``."""
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from autograder import cases_retinaface_data, cases_retinaface_loss
-from autograder import oracles_retinaface as oracles
-from autograder.inputs_retinaface import (clustered_dets, random_anchors, random_boxes, random_faces,
+from autograder.retinaface import cases_data, cases_loss
+from autograder.retinaface import oracles
+from autograder.retinaface.inputs import (clustered_dets, random_anchors, random_boxes, random_faces,
                                           random_faces_px, random_landmarks, random_offsets)
 from autograder.modules import MODEL_DTYPE, as_module, parameter_shapes, run_deterministic
 from autograder.units import Case, Unit
-from detector.config import get_config
+from detector.retinaface.config import get_config
 
 MODEL_NB = "2_model.ipynb"
 ANCHORS_NB = "3_anchors.ipynb"
@@ -293,7 +293,7 @@ def _run_match(ns, x, device):
 
 
 UNITS = (
-    *cases_retinaface_data.UNITS,
+    *cases_data.UNITS,
     Unit("bbox_head", MODEL_NB, _run_head("BboxHead"), HEAD_CASES),
     Unit("landmark_head", MODEL_NB, _run_head("LandmarkHead"), HEAD_CASES),
     Unit("retinaface", MODEL_NB, _run_retinaface, RETINAFACE_NAME_CASES + RETINAFACE_FORWARD_CASES,
@@ -309,5 +309,5 @@ UNITS = (
     Unit("match", MATCHING_NB, _run_match, MATCH_CASES, depends=("jaccard", "encode", "encode_landm")),
     Unit("nms", MATCHING_NB, lambda ns, x, dev: ns.nms(x["dets"], x["thresh"]), NMS_CASES,
          depends=("jaccard",)),
-    *cases_retinaface_loss.UNITS,
+    *cases_loss.UNITS,
 )

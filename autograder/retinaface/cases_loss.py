@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from autograder.oracles_retinaface import prior_boxes
+from autograder.retinaface.oracles import prior_boxes
 from autograder.units import Case, Unit
-from detector.config import cfg_mnet
+from detector.retinaface.config import cfg_mnet
 
 LOSS_NB = "5_loss_training.ipynb"
 LOSS_IMAGE = 64  # the loss cases use the anchors of a 64 x 64 input (168 anchors)

@@ -1,0 +1,1 @@
+"""RetinaFace's given parts: its configurations (``config``) and the ClassHead (``heads``)."""
