@@ -50,6 +50,9 @@ class Unit:
         (tensors already on ``device``) and returns the outputs to compare.
     depends: other units this one calls, named in feedback when they fail too.
     same_device: outputs must be on the inputs' device (False for units that return CPU data).
+    forbidden: the library ops this exercise asks the student to write, which their code may not
+        call (dotted names: 'torchvision.ops.nms', 'torch.ops.torchvision.nms', ...); a call scores
+        the unit 0 with feedback naming it.
     """
 
     grade_id: str
@@ -58,6 +61,7 @@ class Unit:
     cases: tuple[Case, ...]
     depends: tuple[str, ...] = ()
     same_device: bool = True
+    forbidden: tuple[str, ...] = ()
     case_index: dict[str, Case] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

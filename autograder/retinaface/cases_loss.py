@@ -85,5 +85,6 @@ FOCAL_CASES = (
 
 UNITS = (
     Unit("multibox_loss", LOSS_NB, _call_multibox, MULTIBOX_CASES, depends=("match",)),
-    Unit("focal_loss", LOSS_NB, _call_focal, FOCAL_CASES),
+    Unit("focal_loss", LOSS_NB, _call_focal, FOCAL_CASES,
+         forbidden=("torchvision.ops.sigmoid_focal_loss", "torchvision.ops.focal_loss.sigmoid_focal_loss")),
 )
