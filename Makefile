@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 SUBMISSION ?= assignments
 RESULTS ?= outputs/grades/results.json
+HW ?= retinaface
+MODEL ?= retinaface
 
 PARAMS ?=
 
@@ -20,8 +22,9 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 ## demo: the main job: embedded dataset -> train RetinaFace (MobileNet-0.25) on CPU -> WIDER AP
+##       (make demo MODEL=dsfd: another homework's lite detector, into outputs/demo-<model>)
 demo: $(STAMP)
-	$(PY) -m utils.demo --out outputs/demo --data outputs/data
+	$(PY) -m utils.demo --model $(MODEL) --data outputs/data
 
 ## test: the kit's own tests (release in sync, grading isolation, solutions get full marks, ...)
 test: $(STAMP)
@@ -40,11 +43,13 @@ check-release: $(STAMP)
 references: $(STAMP)
 	$(PY) -m autograder.make_references
 
-## solutions: execute every solution notebook into outputs/solutions/ (make solutions PARAMS="DEVICE='cuda'")
+## solutions: execute a homework's solution notebooks into outputs/solutions/<hw>/
+##            (make solutions HW=dsfd PARAMS="DEVICE='cuda'")
 solutions: $(STAMP)
-	$(PY) -m utils.run_notebooks --hw retinaface --out outputs/solutions $(foreach p,$(PARAMS),--param $(p))
+	$(PY) -m utils.run_notebooks --hw $(HW) --out outputs/solutions $(foreach p,$(PARAMS),--param $(p))
 
-## grade: grade one submission folder laid out like assignments/ (make grade SUBMISSION=dir)
+## grade: grade one submission folder laid out like assignments/ (make grade SUBMISSION=dir [HW=hw]);
+##        without HW every homework found in the folder is graded
 grade: $(STAMP)
-	$(PY) -m pytest autograder/ --submission $(SUBMISSION) --results $(RESULTS) -q; \
+	$(PY) -m pytest autograder/ --submission $(SUBMISSION) --results $(RESULTS) -q $(if $(filter command line,$(origin HW)),--hw $(HW)); \
 	status=$$?; echo "results: $(RESULTS)"; [ $$status -le 1 ]

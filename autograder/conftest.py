@@ -21,6 +21,7 @@ from autograder.units import HOMEWORKS, homework_units
 
 RELEASE_DIR = REPO_ROOT / "assignments"
 FEEDBACK_WIDTH = 90
+USAGE_ERROR = 2              # exit code for a mistyped or empty --submission, as the kit's other tools
 
 
 @dataclass
@@ -70,11 +71,12 @@ def homeworks_in(root: Path) -> list[str]:
 
 
 def _homeworks_to_grade(config: pytest.Config) -> list[str]:
-    """``--hw``, or every homework found in ``--submission``; a usage error when there is none."""
+    """``--hw``, or every homework found in ``--submission``; stops pytest with one line and exit
+    code 2 when the folder is missing or holds no homework notebook."""
     root = Path(config.getoption("--submission"))
     if not root.is_dir():
-        raise pytest.UsageError(f"--submission {root}: no such folder (expected a folder laid out "
-                                f"like assignments/, or one holding the notebooks)")
+        pytest.exit(f"--submission {root}: no such folder (expected a folder laid out like "
+                    f"assignments/, or one holding the notebooks)", returncode=USAGE_ERROR)
     chosen = config.getoption("--hw")
     if chosen:
         return [chosen]
@@ -82,8 +84,8 @@ def _homeworks_to_grade(config: pytest.Config) -> list[str]:
     if not found:
         expected = ", ".join(f"{hw}/{sorted({u.notebook for u in homework_units(hw).values()})[0]}"
                              for hw in HOMEWORKS)
-        raise pytest.UsageError(f"--submission {root}: no homework notebook found (expected e.g. "
-                                f"{expected}, or the notebooks directly in the folder)")
+        pytest.exit(f"--submission {root}: no homework notebook found (expected e.g. {expected}, "
+                    f"or the notebooks directly in the folder)", returncode=USAGE_ERROR)
     return found
 
 

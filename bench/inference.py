@@ -29,7 +29,8 @@ import torch
 from skimage import data as skdata
 
 from detector.retinaface.config import get_config
-from utils.detect import load_retinaface, read_image
+from utils.detect import read_image
+from utils.detectors import load_detector, load_model
 from utils.inference import CONF_THRESH, KEEP_TOP_K, NMS_THRESH, TOP_K
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -151,7 +152,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     weights = PUBLIC_WEIGHTS if PUBLIC_WEIGHTS.is_file() else None
-    model, detector = load_retinaface("solutions", "mobilenet0.25", weights)
+    model = load_model("retinaface", "mobilenet0.25", weights=weights)
+    detector = load_detector("retinaface", model, "mobilenet0.25")
     image, source = vga_photo()
     batch = detector.prepare([image])
     size = tuple(batch.shape[-2:])

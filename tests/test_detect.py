@@ -1,8 +1,9 @@
-"""utils.detect: notebook folders, weights and image errors, the public checkpoint's known results
+"""utils.detect and utils.detectors: notebook folders, weights and image errors, the public checkpoint's known results
 (skipped without ../shared/data), padding in a batch vs each image alone, and the CLI end to end."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -14,8 +15,14 @@ from skimage import data as skdata
 
 from tests.notebooks import copy_homework, edit_cells
 from tests.test_inference import reference_postprocess
-from utils.detect import (RELEASE_DIR, SOLUTIONS_DIR, detections_json, load_retinaface, load_retinaface_code,
-                          load_weights, main, notebook_folder, read_image)
+from utils.cli import run
+from utils.detect import detections_json, main, read_image
+from utils.detectors import UserError, load_code, load_detector, load_model, load_weights
+from utils.detectors.notebooks import REPO_ROOT, notebook_folder
+from utils.detectors.retinaface import NOTEBOOKS, load_homework
+
+SOLUTIONS_DIR = REPO_ROOT / "solutions" / "retinaface"
+RELEASE_DIR = REPO_ROOT / "assignments" / "retinaface"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PUBLIC_WEIGHTS = SHARED_DATA / "checkpoints" / "retinaface_mobilenet0.25.pth"
@@ -39,21 +46,27 @@ def single_face_photos() -> dict[str, np.ndarray]:
 
 # -- notebook folders ----------------------------------------------------------------------------------
 
+def _folder(impl):
+    return notebook_folder("retinaface", impl, NOTEBOOKS)
+
+
 def test_notebook_folder_layouts(tmp_path):
-    assert notebook_folder("solutions") == (SOLUTIONS_DIR, None)
-    assert notebook_folder(RELEASE_DIR.parent) == (RELEASE_DIR, None)
+    assert _folder("solutions") == (SOLUTIONS_DIR, None)
+    assert _folder(RELEASE_DIR.parent) == (RELEASE_DIR, None)
     student = copy_homework(tmp_path / "student")
-    assert notebook_folder(student) == (student / "retinaface", RELEASE_DIR)
-    assert notebook_folder(student / "retinaface") == (student / "retinaface", RELEASE_DIR)
+    assert _folder(student) == (student / "retinaface", RELEASE_DIR)
+    assert _folder(student / "retinaface") == (student / "retinaface", RELEASE_DIR)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"expected the notebooks 2_model.ipynb, 3_anchors.ipynb, "
-                                                r"4_matching_nms.ipynb in .*empty/retinaface"):
-        notebook_folder(tmp_path / "empty")
+    with pytest.raises(UserError, match=r"expected the retinaface notebooks 2_model.ipynb, 3_anchors.ipynb, "
+                                        r"4_matching_nms.ipynb, 5_loss_training.ipynb in .*empty/retinaface"):
+        _folder(tmp_path / "empty")
+    with pytest.raises(UserError, match=r"--impl .*nowhere: no such folder"):
+        _folder(tmp_path / "nowhere")
 
 
 def test_release_stubs_are_reported_by_name():
-    with pytest.raises(RuntimeError, match=r"3_anchors.ipynb: PriorBox is not implemented yet"):
-        load_retinaface_code(RELEASE_DIR.parent)
+    with pytest.raises(UserError, match=r"3_anchors.ipynb: PriorBox is not implemented yet"):
+        load_homework(load_code("retinaface", RELEASE_DIR.parent, NOTEBOOKS))
 
 
 def test_student_folder_takes_the_given_cells_from_the_release(tmp_path):
@@ -64,9 +77,10 @@ def test_student_folder_takes_the_given_cells_from_the_release(tmp_path):
             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id", "").startswith("given_"):
                 c["source"] = "raise SystemExit('edited locked cell')"
     edit_cells(student / "3_anchors.ipynb", break_given_cells)
-    code = load_retinaface_code(student.parent)
-    assert code.folder == student
-    assert code.PriorBox(dict(min_sizes=[[16]], steps=[8], clip=False), (16, 16)).forward().shape == (4, 4)
+    code = load_code("retinaface", student.parent, NOTEBOOKS)
+    assert code.folder == student.resolve()
+    prior_box = code.get("PriorBox", "3_anchors.ipynb")
+    assert prior_box(dict(min_sizes=[[16]], steps=[8], clip=False), (16, 16)).forward().shape == (4, 4)
 
 
 def test_a_broken_answer_is_named(tmp_path):
@@ -77,8 +91,8 @@ def test_a_broken_answer_is_named(tmp_path):
             if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "decode":
                 c["source"] = "def decode(loc, priors, variances):\n    return loc.no_such_method()\n"
     edit_cells(student / "4_matching_nms.ipynb", break_decode)
-    with pytest.raises(RuntimeError, match=r"4_matching_nms.ipynb: decode failed: AttributeError"):
-        load_retinaface_code(student.parent)
+    with pytest.raises(UserError, match=r"4_matching_nms.ipynb: decode failed: AttributeError"):
+        load_homework(load_code("retinaface", student.parent, NOTEBOOKS))
 
 
 # -- weights and images ------------------------------------------------------------------------------
@@ -87,12 +101,12 @@ def test_weights_that_do_not_fit_name_the_keys(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     extra = tmp_path / "extra.pth"
     torch.save({"0.weight": torch.zeros(2, 3), "head.bias": torch.zeros(2)}, extra)
-    with pytest.raises(ValueError, match=r"extra.pth: the checkpoint does not fit .*1 missing keys \(e.g. 0.bias\)"
+    with pytest.raises(UserError, match=r"extra.pth: the checkpoint does not fit .*1 missing keys \(e.g. 0.bias\)"
                                          r"; 1 unexpected keys \(e.g. head.bias\)"):
         load_weights(model, extra)
     wrong = tmp_path / "wrong.pth"
     torch.save({"module.0.weight": torch.zeros(4, 3), "module.0.bias": torch.zeros(2)}, wrong)
-    with pytest.raises(ValueError, match=r"tensors of another shape \(e.g. 0.weight \(4, 3\) vs \(2, 3\)\)"):
+    with pytest.raises(UserError, match=r"tensors of another shape \(e.g. 0.weight \(4, 3\) vs \(2, 3\)\)"):
         load_weights(model, wrong)
     good = tmp_path / "good.pth"
     torch.save({"module.0.weight": torch.ones(2, 3), "module.0.bias": torch.ones(2)}, good)
@@ -100,18 +114,18 @@ def test_weights_that_do_not_fit_name_the_keys(tmp_path):
     assert model[0].weight.sum().item() == 6
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00not a checkpoint")
-    with pytest.raises(ValueError, match="garbage.pth: not a readable PyTorch checkpoint"):
+    with pytest.raises(UserError, match="garbage.pth: not a readable PyTorch checkpoint"):
         load_weights(model, garbage)
-    with pytest.raises(FileNotFoundError, match="nothere.pth: checkpoint not found"):
+    with pytest.raises(UserError, match="nothere.pth: checkpoint not found"):
         load_weights(model, tmp_path / "nothere.pth")
 
 
 def test_images_missing_or_corrupt_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.jpg: image not found"):
+    with pytest.raises(UserError, match="nothere.jpg: image not found"):
         read_image(tmp_path / "nothere.jpg")
     for name, content in (("bad.jpg", b"not an image"), ("empty.png", b"")):
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(ValueError, match=f"{name}: not a readable image"):
+        with pytest.raises(UserError, match=f"{name}: not a readable image"):
             read_image(tmp_path / name)
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), np.full((5, 7), 9, np.uint8))
@@ -120,9 +134,32 @@ def test_images_missing_or_corrupt_are_named(tmp_path):
 
 
 def test_cli_rejects_a_missing_image_before_loading(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["--weights", str(tmp_path / "w.pth"), "--cfg", "mobilenet0.25", str(tmp_path / "a.jpg")])
-    assert "image not found" in capsys.readouterr().err
+    assert run(main, ["--weights", str(tmp_path / "w.pth"), "--cfg", "mobilenet0.25",
+                      str(tmp_path / "a.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: image not found") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    assert run(main, ["--weights", str(tmp_path / "missing.pth"), str(image)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.pth'}: checkpoint not found")
+    assert run(main, ["--weights", "w.pth", "--impl", str(tmp_path / "nowhere"), str(image)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    with pytest.raises(UserError):  # --debug shows the traceback instead
+        run(main, ["--weights", str(tmp_path / "missing.pth"), "--debug", str(image)])
+
+
+def test_load_model_builds_every_registered_lite_config():
+    from utils.detectors import ADAPTERS, adapter
+    for name in ADAPTERS:
+        model = load_model(name, adapter(name).LITE)
+        assert not model.training and sum(p.numel() for p in model.parameters()) > 0
+    with pytest.raises(UserError, match="unknown model 'yolo'"):
+        load_model("yolo", "x")
+    with pytest.raises(UserError, match="unknown config 'tiny' for --model retinaface"):
+        load_model("retinaface", "tiny")
 
 
 # -- the public checkpoint -----------------------------------------------------------------------------
@@ -134,7 +171,8 @@ def public():
     if not (PUBLIC_WEIGHTS.is_file() and CROWD.is_file()):
         pytest.skip(f"{SHARED_DATA} (public checkpoint, crowd photo) not found")
     torch.manual_seed(0)
-    _, detector = load_retinaface("solutions", "mobilenet0.25", PUBLIC_WEIGHTS)
+    model = load_model("retinaface", "mobilenet0.25", weights=PUBLIC_WEIGHTS)
+    detector = load_detector("retinaface", model, "mobilenet0.25")
     photos = {"crowd": read_image(CROWD), **single_face_photos()}
     outputs, alone = {}, {}
     for name, image in photos.items():
@@ -198,6 +236,8 @@ def test_cli_end_to_end(public, tmp_path, capsys):
 
 
 @needs_public
-def test_cli_names_a_checkpoint_that_does_not_fit_the_config(tmp_path):
-    with pytest.raises(ValueError, match=r"does not fit RetinaFace with --cfg resnet50: \d+ missing keys"):
-        main(["--weights", str(PUBLIC_WEIGHTS), "--cfg", "resnet50", grace_hopper_path()])
+def test_cli_names_a_checkpoint_that_does_not_fit_the_config(tmp_path, capsys):
+    assert run(main, ["--weights", str(PUBLIC_WEIGHTS), "--cfg", "resnet50", grace_hopper_path()]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"does not fit retinaface with config resnet50: \d+ missing keys", err), err
+    assert len(err.splitlines()) == 1

@@ -1,12 +1,13 @@
-"""The kit's main job (``make demo``): train the solution RetinaFace on the embedded dataset, on the
-CPU, and report its WIDER FACE AP.
+"""The kit's main job (``make demo``): train a homework's solution detector (RetinaFace by default)
+on the embedded dataset, on the CPU, and report its WIDER FACE AP.
 
-    python -m utils.demo [--out outputs/demo] [--data outputs/data] [--iterations 1200] [--fresh]
+    python -m utils.demo [--model retinaface|dsfd|...] [--out outputs/demo] [--data outputs/data]
+        [--iterations N] [--fresh]
 
 1. the embedded dataset is generated into ``--data`` unless it is already there;
 2. dataset figures: face heights, face-centre heatmap, the first training images with their faces;
-3. a MobileNet-0.25 RetinaFace (the solutions' notebook code) trains from scratch with
-   ``utils.train.fit``; an interrupted run resumes from its last checkpoint when started again;
+3. the model's CPU lite config (MobileNet-0.25 for RetinaFace; the solutions' notebook code) trains
+   from scratch with the budget of its adapter (``DEMO`` in ``utils/detectors/<model>.py``); an interrupted run resumes from its last checkpoint when started again;
 4. loss curves (every 20 iterations), then every validation image is detected at its original
    size and scored with the official WIDER protocol: PR curves and AP easy / medium / hard;
 5. detections drawn on validation images, and ``summary.md`` with the figures and the AP.
@@ -26,19 +27,17 @@ import torch
 
 from data.synthetic import generate
 from data.widerface import WiderFaceDataset, load_image
-from detector.retinaface.config import get_config
-from utils.experiment import GROUND_TRUTH, evaluate_detector, load_homework, make_detector, train_retinaface
+from utils.cli import run
+from utils.detectors import ADAPTERS, adapter, config as model_config, load_detector
+from utils.experiment import GROUND_TRUTH, evaluate_detector, train_detector
 from utils.train_config import TrainConfig
 from utils.viz import draw_detections, plot_loss_curves, plot_pr_curves, show_images
 
 TRAIN_IMAGES, VAL_IMAGES = 800, 200   # embedded dataset generated when --data has none
 SHOWN_IMAGES = 4                      # images drawn in the dataset and detection figures
 SHOWN_SCORE = 0.5                     # detections drawn on the validation images score at least this
-# Training recipe: tuned to finish in about 10 minutes on 2 CPU cores (see the README for timings).
-DEMO_TRAINING = dict(max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
-                     optimizer="sgd", schedule="cosine", warmup_iterations=50, clip_grad_norm=10.0,
-                     num_workers=1, seed=0, device="cpu", ckpt_every=100, keep_last=2, log_every=50)
-TRAIN_CROP = 320                      # training crop size (pixels)
+# The run's settings beside each model's own budget (its adapter's DEMO: iterations, batch, lr, crop).
+DEMO_RUN = dict(num_workers=1, seed=0, device="cpu", ckpt_every=100, keep_last=2, log_every=50)
 
 
 def _step(message: str) -> None:
@@ -99,10 +98,10 @@ def detection_figure(detector, root: Path, out: Path) -> None:
     plt.close(show_images(drawn, titles, path=out / "detections.png"))
 
 
-def write_summary(out: Path, stats: dict, ap: dict, val_images: int, config: TrainConfig,
-                  timings: dict) -> Path:
+def write_summary(out: Path, title: str, stats: dict, ap: dict, val_images: int, config: TrainConfig,
+                  crop: int, checkpoint: str, timings: dict) -> Path:
     lines = [
-        "# Demo: RetinaFace (MobileNet-0.25) trained from scratch on the embedded dataset", "",
+        f"# Demo: {title} trained from scratch on the embedded dataset", "",
         "| setting | AP |", "|---|---|",
         *(f"| {subset} | {value:.4f} |" for subset, value in ap.items()), "",
         f"WIDER FACE protocol (`utils.evaluate`) on the {val_images} validation images at "
@@ -111,69 +110,76 @@ def write_summary(out: Path, stats: dict, ap: dict, val_images: int, config: Tra
         f"{stats['images']} training images, {stats['faces']} faces, mean {stats['mean_width']:.1f} x "
         f"{stats['mean_height']:.1f} px, {100 * stats['under_32px']:.0f}% under 32 px tall.", "",
         "## Training",
-        f"{config.max_iterations} iterations of {config.batch_size} crops of {TRAIN_CROP} px, "
+        f"{config.max_iterations} iterations of {config.batch_size} crops of {crop} px, "
         f"{config.optimizer.upper()} lr {config.lr} ({config.schedule}, {config.warmup_iterations} "
         f"warmup), weight decay {config.weight_decay}, seed {config.seed}.", "",
         "## Time", *(f"- {k}: {v:.0f} s" for k, v in timings.items()),
         f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads", "",
         "## Files",
         "dataset_statistics.png, dataset_examples.png, loss_curves.png, pr_curves.png, detections.png, "
-        "train/train_log.csv, train/checkpoints/, retinaface_mobilenet0.25_demo.pt, predictions/", "",
+        f"train/train_log.csv, train/checkpoints/, {checkpoint}, predictions/", "",
     ]
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--model", default="retinaface", choices=sorted(ADAPTERS))
+    parser.add_argument("--out", type=Path, help="default: outputs/demo (retinaface), outputs/demo-<model>")
     parser.add_argument("--data", type=Path, default=Path("outputs/data"))
-    parser.add_argument("--iterations", type=int, default=DEMO_TRAINING["max_iterations"])
+    parser.add_argument("--iterations", type=int, help="default: the model's demo budget")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier demo run's training")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    module = adapter(args.model)
+    budget = dict(module.DEMO)
+    crop = budget.pop("image_size")
+    if args.iterations:
+        budget["max_iterations"] = args.iterations
+    out = args.out or Path("outputs/demo" if args.model == "retinaface" else f"outputs/demo-{args.model}")
+    out.mkdir(parents=True, exist_ok=True)
     timings, started = {}, time.monotonic()
 
     _step("1/5 data")
     ensure_dataset(args.data, TRAIN_IMAGES, VAL_IMAGES)
-    stats = dataset_figures(args.data, args.out)
+    stats = dataset_figures(args.data, out)
     timings["data"] = time.monotonic() - started
 
-    _step("2/5 training (MobileNet-0.25 RetinaFace from scratch, solutions' code)")
-    train_dir = args.out / "train"
+    title = f"{args.model} ({module.LITE})"
+    _step(f"2/5 training ({title} from scratch, solutions' code)")
+    train_dir = out / "train"
     if args.fresh and train_dir.exists():
         shutil.rmtree(train_dir)
     resume = "auto" if (train_dir / "checkpoints").is_dir() else None
-    config = TrainConfig(**{**DEMO_TRAINING, "max_iterations": args.iterations}, out_dir=str(train_dir),
-                         resume=resume)
-    hw = load_homework("solutions")
-    cfg = get_config("mobilenet0.25", image_size=TRAIN_CROP)
+    config = TrainConfig(**{**DEMO_RUN, **budget}, out_dir=str(train_dir), resume=resume)
+    cfg = model_config(args.model, module.LITE, image_size=crop)
     t = time.monotonic()
-    result = train_retinaface(hw, cfg, args.data, config)
+    result = train_detector(args.model, cfg, args.data, config)
     timings["training"] = time.monotonic() - t
-    checkpoint = args.out / "retinaface_mobilenet0.25_demo.pt"
-    torch.save(result.model.state_dict(), checkpoint)
-    plt.close(plot_loss_curves(result.history_path, path=args.out / "loss_curves.png"))
+    checkpoint = f"{args.model}_{module.LITE}_demo.pt"
+    torch.save(result.model.state_dict(), out / checkpoint)
+    plt.close(plot_loss_curves(result.history_path, path=out / "loss_curves.png"))
 
     _step("3/5 evaluation on the validation set (WIDER FACE protocol)")
     t = time.monotonic()
-    detector = make_detector(hw, result.model.eval(), cfg)
-    wider = evaluate_detector(detector, args.data, args.out)
+    detector = load_detector(args.model, result.model.eval(), cfg)
+    wider = evaluate_detector(detector, args.data, out)
     timings["evaluation"] = time.monotonic() - t
-    plt.close(plot_pr_curves(wider.curves, wider.ap, path=args.out / "pr_curves.png"))
+    plt.close(plot_pr_curves(wider.curves, wider.ap, path=out / "pr_curves.png"))
 
     _step("4/5 detections on validation images")
-    detection_figure(detector, args.data, args.out)
+    detection_figure(detector, args.data, out)
 
     _step("5/5 summary")
     timings["total"] = time.monotonic() - started
     val_images = len(WiderFaceDataset(args.data, "val"))
-    summary = write_summary(args.out, stats, wider.ap, val_images, config, timings)
+    summary = write_summary(out, title, stats, wider.ap, val_images, config, crop, checkpoint, timings)
     for subset, ap in wider.ap.items():
         print(f"{subset.capitalize()} AP: {ap:.4f}")
-    print(f"wrote {summary} and the figures in {args.out}/ ({timings['total'] / 60:.1f} min)")
+    print(f"wrote {summary} and the figures in {out}/ ({timings['total'] / 60:.1f} min)")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,81 +1,73 @@
-"""Train and evaluate a RetinaFace built from notebook code on a dataset in the WIDER layout.
+"""Train and evaluate any homework's detector, built from notebook code, on a dataset in the WIDER layout.
 
-The glue that ``make demo``, the notebooks (Parts 7 and 9) and the command line share:
+The glue that ``make demo``, ``utils.compare``, the notebooks and the command line share:
 
     python -m utils.experiment train --data outputs/data --out outputs/train/run1
-        [--impl solutions|DIR] [--cfg mobilenet0.25] [--image-size 640] [--no-landmarks] [--focal]
-        [training flags of utils.train_config: --epochs --batch-size --lr ... --resume]
+        [--model retinaface] [--cfg NAME] [--impl solutions|DIR] [--image-size 640]
+        [--variant NAME=VALUE ...] [training flags of utils.train_config: --epochs --batch-size --lr ... --resume]
     python -m utils.experiment evaluate --data outputs/data --weights CKPT --out outputs/eval/run1
-        [--impl solutions|DIR] [--cfg mobilenet0.25] [--nms 0.4] [--json]
+        [--model retinaface] [--cfg NAME] [--impl solutions|DIR] [--nms 0.4] [--json]
 
-``--impl`` picks whose notebook code runs (the solutions, or a student's folder with the release's
-given cells), exactly as ``utils.detect`` does. Training uses the kit's dataset
-(``data.widerface.WiderFaceDataset``) with the RetinaFace augmentation (``data.augment``);
-evaluation runs the batched detector on every validation image at its original size and scores it
-with the official WIDER FACE protocol (``utils.evaluate``) against ``DATA/val/ground_truth``.
+``--model`` picks the homework (``utils.detectors``), ``--cfg`` one of its configs (default: the CPU
+lite config), ``--impl`` whose notebook code runs (the solutions, or a student's folder with the
+release's given cells), exactly as ``utils.detect`` does. ``--variant`` passes a homework's ablation
+switches to its trainer (RetinaFace: ``landmarks=False``, ``focal=True``). Evaluation runs the
+detector on every validation image at its original size and scores it with the official WIDER FACE
+protocol (``utils.evaluate``) against ``DATA/val/ground_truth``.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import json
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from data.augment import TrainAugment
-from data.widerface import WiderFaceDataset, detection_collate, load_image
-from detector.retinaface.config import CONFIGS, get_config
-from utils.detect import load_retinaface_code, load_weights, notebook_folder
+from data.widerface import WiderFaceDataset, load_image
+from utils.cli import run
+from utils.detectors import ADAPTERS, UserError, adapter, config, load_code, load_detector, load_model
 from utils.evaluate import WiderResult, evaluate, read_predictions
-from utils.inference import CONF_THRESH, NMS_THRESH, Detector, predict_dataset
-from utils.notebook import load_notebook
-from utils.train import TrainResult, fit
+from utils.inference import CONF_THRESH, NMS_THRESH, predict_dataset
+from utils.train import TrainResult
 from utils.train_config import TrainConfig, add_train_args, config_from_args
 from utils.wider_predictions import write_predictions
 
-LOSS_NOTEBOOK = "5_loss_training.ipynb"
 GROUND_TRUTH = Path("val") / "ground_truth"
+TRAIN_MODEL_ARGS = ("model", "cfg", "data_root", "config", "code")   # an adapter's train_model, before its switches
 
 
-@dataclass(frozen=True)
-class Homework:
-    """The notebook definitions that training and evaluation need."""
-
-    RetinaFace: type
-    PriorBox: type
-    decode: Callable
-    decode_landm: Callable
-    MultiBoxLoss: type
-    FocalMultiBoxLoss: type
-
-
-def load_homework(impl: str | Path = "solutions") -> Homework:
-    """The model, anchors, decoding and losses from the notebooks of ``impl``."""
-    code = load_retinaface_code(impl)
-    folder, release = notebook_folder(impl)
-    module = load_notebook(folder / LOSS_NOTEBOOK, None if release is None else release / LOSS_NOTEBOOK)
-    missing = [name for name in ("MultiBoxLoss", "FocalMultiBoxLoss") if not hasattr(module, name)]
+def check_dataset(data_root: str | Path, split: str) -> Path:
+    """``data_root`` if it holds ``split/label.txt`` (and, for val, the ground truth), else a UserError."""
+    root = Path(data_root)
+    needed = [root / split / "label.txt"] + ([root / GROUND_TRUTH] if split == "val" else [])
+    missing = [str(p) for p in needed if not p.exists()]
     if missing:
-        raise RuntimeError(f"{folder / LOSS_NOTEBOOK} does not define {missing}")
-    return Homework(code.RetinaFace, code.PriorBox, code.decode, code.decode_landm,
-                    module.MultiBoxLoss, module.FocalMultiBoxLoss)
+        raise UserError(f"--data {root}: not a dataset in the WIDER layout (missing {', '.join(missing)}); "
+                        f"make one with `python -m data.synthetic --out {root}`")
+    return root
 
 
-def retinaface_criterion(loss: torch.nn.Module, cfg: dict, landmarks: bool = True) -> Callable:
-    """``criterion(outputs, targets, priors) -> {'loc', 'conf'[, 'landm']}`` for ``utils.train.fit``:
-    the box loss weighted by cfg['loc_weight']; without ``landmarks`` the landmark term is left out
-    of the optimised sum (training without landmark supervision)."""
-    def criterion(outputs, targets, priors):
-        loss_l, loss_c, loss_landm = loss(outputs, priors, targets)
-        parts = {"loc": cfg["loc_weight"] * loss_l, "conf": loss_c}
-        if landmarks:
-            parts["landm"] = loss_landm
-        return parts
-    return criterion
+def train_detector(model_name: str, cfg: dict, data_root: str | Path, train_config: TrainConfig,
+                   impl: str | Path = "solutions", model: torch.nn.Module | None = None,
+                   **variant) -> TrainResult:
+    """Train ``model`` (a new one seeded by ``train_config.seed`` when None) of homework
+    ``model_name`` with config ``cfg`` on ``data_root/train``; ``variant``: the homework's switches."""
+    module = adapter(model_name)
+    switches = [name for name in inspect.signature(module.train_model).parameters
+                if name not in TRAIN_MODEL_ARGS]
+    unknown = sorted(set(variant) - set(switches))
+    if unknown:
+        raise UserError(f"--variant {', '.join(unknown)}: not a switch of {model_name}'s training; "
+                        f"its switches are {', '.join(switches) or 'none'}")
+    check_dataset(data_root, "train")
+    if model is None:
+        model = load_model(model_name, cfg, impl, seed=train_config.seed).train()
+    code = load_code(model_name, impl, module.NOTEBOOKS)
+    return module.train_model(model, cfg, data_root, train_config, code, **variant)
 
 
 def freeze_stages(model: torch.nn.Module, prefixes: tuple[str, ...]) -> int:
@@ -92,27 +84,7 @@ def freeze_stages(model: torch.nn.Module, prefixes: tuple[str, ...]) -> int:
     return frozen
 
 
-def train_retinaface(hw: Homework, cfg: dict, data_root: str | Path, config: TrainConfig,
-                     landmarks: bool = True, focal: bool = False,
-                     model: torch.nn.Module | None = None) -> TrainResult:
-    """Train ``model`` (a new ``hw.RetinaFace(cfg)`` seeded by ``config.seed`` when None) on
-    ``data_root/train`` with crops of ``cfg['image_size']`` pixels."""
-    if model is None:
-        torch.manual_seed(config.seed)
-        model = hw.RetinaFace(cfg)
-    dataset = WiderFaceDataset(data_root, "train", transform=TrainAugment(cfg["image_size"]), seed=config.seed)
-    loss = (hw.FocalMultiBoxLoss if focal else hw.MultiBoxLoss)(cfg)
-    return fit(model, retinaface_criterion(loss, cfg, landmarks), dataset, config,
-               collate_fn=detection_collate, prior_fn=lambda size: hw.PriorBox(cfg, size).forward())
-
-
-def make_detector(hw: Homework, model: torch.nn.Module, cfg: dict, **options) -> Detector:
-    """A batched detector for ``model`` with the notebook's anchors and decoding."""
-    return Detector(model, lambda size: hw.PriorBox(cfg, size).forward(), hw.decode, hw.decode_landm,
-                    cfg["variance"], **options)
-
-
-def detect_split(detector: Detector, data_root: str | Path, split: str = "val") -> dict:
+def detect_split(detector, data_root: str | Path, split: str = "val") -> dict:
     """``{(event, image name): Detections}`` for every image of ``data_root/split``, each detected
     alone at its original size (the protocol of the public evaluation)."""
     dataset = WiderFaceDataset(data_root, split)
@@ -131,27 +103,45 @@ def score_detections(detections: dict, data_root: str | Path, pred_dir: str | Pa
     return evaluate(read_predictions(pred_dir), Path(data_root) / GROUND_TRUTH)
 
 
-def evaluate_detector(detector: Detector, data_root: str | Path, out_dir: str | Path) -> WiderResult:
+def evaluate_detector(detector, data_root: str | Path, out_dir: str | Path) -> WiderResult:
     """WIDER FACE AP (easy, medium, hard) of ``detector`` on ``data_root/val``; the predictions are
     kept in ``out_dir/predictions``."""
     return score_detections(detect_split(detector, data_root), data_root, Path(out_dir) / "predictions")
 
 
+def parse_variant(pairs: list[str]) -> dict:
+    """``['focal=True', 'landmarks=False']`` -> {'focal': True, 'landmarks': False} (Python literals)."""
+    variant = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise UserError(f"--variant expects NAME=VALUE, got {pair!r}")
+        try:
+            variant[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            variant[name] = text
+    return variant
+
+
+def _config(args: argparse.Namespace) -> dict:
+    name = args.cfg or adapter(args.model).LITE
+    overrides = {"image_size": args.image_size} if getattr(args, "image_size", None) else {}
+    return config(args.model, name, **overrides)
+
+
 def _train(args: argparse.Namespace) -> None:
-    hw = load_homework(args.impl)
-    cfg = get_config(args.cfg, **({"image_size": args.image_size} if args.image_size else {}))
-    result = train_retinaface(hw, cfg, args.data, config_from_args(args),
-                              landmarks=not args.no_landmarks, focal=args.focal)
+    cfg = _config(args)
+    result = train_detector(args.model, cfg, args.data, config_from_args(args), args.impl,
+                            **parse_variant(args.variant))
     print(f"trained {result.iterations} iterations; log {result.history_path}; "
           f"last checkpoint {result.last_checkpoint}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    hw = load_homework(args.impl)
-    cfg = get_config(args.cfg)
-    model = hw.RetinaFace(cfg)
-    load_weights(model, args.weights, f"RetinaFace with --cfg {args.cfg}")
-    detector = make_detector(hw, model.to(args.device).eval(), cfg, conf_thresh=args.conf,
+    check_dataset(args.data, "val")
+    cfg = _config(args)
+    model = load_model(args.model, cfg, args.impl, args.weights, args.device)
+    detector = load_detector(args.model, model, cfg, args.impl, conf_thresh=args.conf,
                              nms_thresh=args.nms, device=args.device)
     result = evaluate_detector(detector, args.data, args.out)
     for subset, ap in result.ap.items():
@@ -160,18 +150,19 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result.ap))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("train", "evaluate"):
         sub = commands.add_parser(name)
         sub.add_argument("--data", required=True, type=Path, help="dataset root (train/, val/)")
+        sub.add_argument("--model", default="retinaface", choices=sorted(ADAPTERS))
+        sub.add_argument("--cfg", help="config name (default: the model's CPU lite config)")
         sub.add_argument("--impl", default="solutions", help="'solutions' or a notebook folder")
-        sub.add_argument("--cfg", default="mobilenet0.25", choices=sorted(CONFIGS))
     train = commands.choices["train"]
     train.add_argument("--image-size", type=int, help="training crop size (default: cfg['image_size'])")
-    train.add_argument("--no-landmarks", action="store_true", help="train without the landmark loss")
-    train.add_argument("--focal", action="store_true", help="focal loss instead of hard negative mining")
+    train.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
+                       help="a homework's training switch, e.g. focal=True (repeatable)")
     add_train_args(train)
     evaluate_cmd = commands.choices["evaluate"]
     evaluate_cmd.add_argument("--weights", required=True, type=Path)
@@ -182,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     evaluate_cmd.add_argument("--json", action="store_true", help="last line: the APs as JSON")
     args = parser.parse_args(argv)
     {"train": _train, "evaluate": _evaluate}[args.command](args)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

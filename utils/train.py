@@ -113,6 +113,11 @@ class _Trainer:
         self._rng_to_restore: dict | None = None  # this process's RNG state from the checkpoint
 
         seed_everything(config.seed + ctx.rank)
+        if config.sync_bn and ctx.enabled:
+            if device.type != "cuda":  # PyTorch's SyncBatchNorm has no CPU (gloo) implementation
+                raise ValueError("sync_bn needs CUDA devices (SyncBatchNorm is CUDA-only in PyTorch); on "
+                                 "the CPU each process normalises with its own batch's statistics")
+            model = self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)

@@ -36,6 +36,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None   # max global L2 norm of the gradients; None: no clipping
     amp: str | None = None                # None | 'bf16' (CPU or CUDA) | 'fp16' (CUDA only)
     channels_last: bool = False           # NHWC memory format for the model and the images
+    sync_bn: bool = False                 # data-parallel on CUDA: BatchNorm statistics over all processes
     num_workers: int = 0                  # DataLoader worker processes per training process
     seed: int = 0                         # data order, augmentation and dropout all derive from it
     device: str = "auto"                  # 'auto' (cuda when available) | 'cpu' | 'cuda' | 'cuda:1'
@@ -120,6 +121,8 @@ def add_train_args(parser: argparse.ArgumentParser,
                    help="mixed precision: bf16 (CPU/CUDA) or fp16 (CUDA)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    default=d.channels_last)
+    g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn,
+                   help="under torchrun on CUDA: SyncBatchNorm (statistics over the global batch)")
     g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader workers")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
@@ -141,6 +144,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         optimizer=args.optimizer, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, warmup_iterations=args.warmup, warmup_ratio=args.warmup_ratio,
         min_lr_ratio=args.min_lr_ratio, clip_grad_norm=args.clip, amp=args.amp,
-        channels_last=args.channels_last, num_workers=args.workers, seed=args.seed,
+        channels_last=args.channels_last, sync_bn=args.sync_bn, num_workers=args.workers, seed=args.seed,
         device=args.device, out_dir=args.out, ckpt_every=args.ckpt_every,
         keep_last=args.keep_last, resume=args.resume, log_every=args.log_every)

@@ -11,6 +11,7 @@ An adapter is a module ``utils/detectors/<hw>.py`` with:
     NAME: str                      the homework (= folder under solutions/, assignments/, autograder/)
     CONFIGS: dict[str, dict]       config name -> config dict (from detector/<hw>/config.py)
     LITE: str                      the CPU config that the demo, the comparison and the tests train
+    FULL: str                      the full (GPU) config, public names where a checkpoint exists
     DEMO: dict                     the demo/compare budget: TrainConfig keywords plus "image_size"
     NOTEBOOKS: tuple[str, ...]     the notebooks the adapter reads (a student folder must have them)
     build_model(cfg, code) -> nn.Module                  an untrained model (caller seeds torch)

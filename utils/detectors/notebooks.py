@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from utils.notebook import load_notebook
 
@@ -87,8 +87,13 @@ class NotebookCode:
         """``name(*args, **kwargs)``; the student's exception becomes a UserError naming the function
         (NotImplementedError: 'not implemented yet')."""
         fn = self.get(name, notebook)
+        return self.run(name, notebook, lambda: fn(*args, **kwargs))
+
+    def run(self, name: str, notebook: str, action: Callable[[], Any]) -> Any:
+        """``action()``, which exercises ``name`` of ``notebook``; its exception becomes a UserError
+        naming ``name`` (NotImplementedError: 'not implemented yet')."""
         try:
-            return fn(*args, **kwargs)
+            return action()
         except NotImplementedError as err:
             raise self.error(f"{name} is not implemented yet", notebook) from err
         except Exception as err:

@@ -20,6 +20,7 @@ from utils.train_config import TrainConfig
 
 NAME = "retinaface"
 LITE = "mobilenet0.25"
+FULL = "resnet50"
 MODEL_NOTEBOOK, ANCHOR_NOTEBOOK = "2_model.ipynb", "3_anchors.ipynb"
 CODING_NOTEBOOK, LOSS_NOTEBOOK = "4_matching_nms.ipynb", "5_loss_training.ipynb"
 NOTEBOOKS = (MODEL_NOTEBOOK, ANCHOR_NOTEBOOK, CODING_NOTEBOOK, LOSS_NOTEBOOK)
@@ -47,7 +48,7 @@ def load_homework(code: NotebookCode) -> Homework:
     hw = Homework(code.get("RetinaFace", MODEL_NOTEBOOK), code.get("PriorBox", ANCHOR_NOTEBOOK),
                   code.get("decode", CODING_NOTEBOOK), code.get("decode_landm", CODING_NOTEBOOK),
                   code.get("MultiBoxLoss", LOSS_NOTEBOOK), code.get("FocalMultiBoxLoss", LOSS_NOTEBOOK))
-    priors = code.call("PriorBox", ANCHOR_NOTEBOOK, CONFIGS[LITE], image_size=SMOKE_SIZE).forward()
+    priors = code.run("PriorBox", ANCHOR_NOTEBOOK, lambda: hw.PriorBox(CONFIGS[LITE], image_size=SMOKE_SIZE).forward())
     rows = torch.as_tensor(priors)[:1]
     variances = CONFIGS[LITE]["variance"]
     code.call("decode", CODING_NOTEBOOK, torch.zeros(1, 4), rows, variances)
