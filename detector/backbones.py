@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from detector.blocks import conv_bn, conv_dw
-from utils.checkpoint import read_state_dict
+from detector.weights import read_state_dict
 
 IMAGENET_CLASSES = 1000
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
+from detector.weights import read_state_dict, strip_ddp_prefix  # noqa: F401 (re-exported)
+
 CHECKPOINT_FORMAT = "face-kit-training-checkpoint/1"
 CHECKPOINT_DIRNAME = "checkpoints"
 BEST_NAME = "best.pt"
-DDP_PREFIX = "module."
 TEMP_SUFFIX = ".tmp"
 _PERIODIC_NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 
@@ -115,29 +116,6 @@ def load_training_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"{path}: not a training checkpoint of utils.train (expected a dict with "
                          f"format={CHECKPOINT_FORMAT!r}); load bare weights with load_model_weights")
     return ckpt
-
-
-def strip_ddp_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keys without the leading ``module.`` that DistributedDataParallel/DataParallel add."""
-    return {k[len(DDP_PREFIX):] if k.startswith(DDP_PREFIX) else k: v for k, v in state_dict.items()}
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Model weights from a training checkpoint, a ``{'state_dict': ...}`` file or a bare state_dict.
-
-    Loaded on the CPU with ``weights_only=True``; a leading ``module.`` is stripped from the keys.
-    """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ValueError(f"{path}: expected a state_dict (parameter name -> tensor), a dict with "
-                         f"'model' or 'state_dict' holding one, got {type(obj).__name__}")
-    return strip_ddp_prefix(obj)
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True):
