@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from detector.weights import read_state_dict, strip_ddp_prefix  # noqa: F401 (re-exported)
+from detector.weights import read_state_dict  # noqa: F401 (re-exported for the training engine)
 
 CHECKPOINT_FORMAT = "face-kit-training-checkpoint/1"
 CHECKPOINT_DIRNAME = "checkpoints"
