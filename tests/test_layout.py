@@ -1,0 +1,67 @@
+"""The kit's layout contract (../shared/DESIGN.md, "Adding a homework"): every homework the grader
+finds has its solutions, release, references and detector adapter; grade_ids are unique kit-wide;
+the layers import only downwards (data/ and detector/ import nothing of the kit; utils/ never
+imports the autograder, the solutions or the release)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from autograder.units import HOMEWORKS, homework_units
+from utils.detectors import ADAPTERS, adapter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# package -> the kit's top-level packages it may import
+ALLOWED_IMPORTS = {"data": {"data"}, "detector": {"detector"}, "utils": {"data", "detector", "utils"}}
+KIT_PACKAGES = {"data", "detector", "utils", "autograder", "bench", "tests", "solutions", "assignments"}
+
+
+def test_homeworks_are_found_on_disk():
+    assert "retinaface" in HOMEWORKS
+    assert HOMEWORKS[0] == "retinaface"
+
+
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_each_homework_keeps_the_contract(hw):
+    assert (REPO_ROOT / "solutions" / hw).is_dir(), f"solutions/{hw}/ is missing"
+    assert (REPO_ROOT / "assignments" / hw).is_dir(), f"assignments/{hw}/ is missing: run make release"
+    assert (REPO_ROOT / "autograder" / "references" / f"{hw}.pt").is_file(), "run make references"
+    assert hw in ADAPTERS, f"register utils/detectors/{hw}.py in ADAPTERS"
+    module = adapter(hw)
+    for name in ("NAME", "CONFIGS", "LITE", "FULL", "DEMO", "NOTEBOOKS", "build_model", "build_detector",
+                 "train_model"):
+        assert hasattr(module, name), f"utils/detectors/{hw}.py lacks {name}"
+    assert module.NAME == hw and module.LITE in module.CONFIGS and module.FULL in module.CONFIGS
+    assert "image_size" in module.DEMO
+    notebooks = {u.notebook for u in homework_units(hw).values()}
+    for nb in notebooks | set(module.NOTEBOOKS):
+        assert (REPO_ROOT / "solutions" / hw / nb).is_file(), f"solutions/{hw}/{nb} is missing"
+
+
+def test_grade_ids_are_unique_across_the_kit():
+    seen: dict[str, str] = {}
+    for hw in HOMEWORKS:
+        for gid in homework_units(hw):
+            assert gid not in seen, f"grade_id {gid!r} is used by {seen[gid]} and {hw}"
+            seen[gid] = hw
+
+
+def _kit_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names & KIT_PACKAGES
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
+def test_layers_import_only_downwards(package):
+    wrong = [f"{path.relative_to(REPO_ROOT)} imports {sorted(_kit_imports(path) - ALLOWED_IMPORTS[package])}"
+             for path in sorted((REPO_ROOT / package).rglob("*.py"))
+             if _kit_imports(path) - ALLOWED_IMPORTS[package]]
+    assert not wrong, "\n".join(wrong)
