@@ -134,6 +134,9 @@ def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
         except RuntimeError as err:
             state["notes"].append(f"{sub.hw}: {err}")
         state["notes"] += [f"{sub.hw}: {p}" for p in sub.sandbox.problems]
+        note = sub.sandbox.isolation_note
+        if note and not any(n.endswith(note) for n in state["notes"]):  # one line, not one per homework
+            state["notes"].append(note)
     return sub
 
 
