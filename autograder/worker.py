@@ -26,6 +26,7 @@ import os
 import random
 import resource
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -184,8 +185,10 @@ def _describe_exit(status: int) -> str:
 class _Worker:
     """What every unit shares: the confinement, the protocol, the memory limit."""
 
-    def __init__(self, confinement: isolation.Confinement, protocol: _Protocol, memory_gb: float) -> None:
+    def __init__(self, confinement: isolation.Confinement, protocol: _Protocol, memory_gb: float,
+                 scratch: Path) -> None:
         self.confinement, self.protocol, self.memory_gb = confinement, protocol, memory_gb
+        self.scratch = scratch
         self.subreaper = not confinement.pid_namespace and reaping.become_subreaper()
 
     def clean_up(self, group: int | None = None) -> None:
@@ -195,16 +198,29 @@ class _Worker:
     def run_unit(self, unit, namespace, device: str, result_path: Path, timeout: float) -> None:
         result_path.unlink(missing_ok=True)
         result_path.with_suffix(".tmp").unlink(missing_ok=True)
+        unit_dir = self.scratch / f"unit-{unit.grade_id}"  # the unit's temporary files, removed after it
+        shutil.rmtree(unit_dir, ignore_errors=True)
+        unit_dir.mkdir()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
+            os.environ["TMPDIR"] = str(unit_dir)
+            tempfile.tempdir = None
             _child(unit, namespace, device, result_path, write_fd, self.memory_gb)
         os.close(write_fd)
-        output = _Tail(read_fd)
         self.protocol.send(event="started", unit=unit.grade_id, pid=pid)
+        try:
+            status, detail, output = self._wait(pid, read_fd, result_path, timeout)
+        finally:
+            os.close(read_fd)
+            shutil.rmtree(unit_dir, ignore_errors=True)
+        self.protocol.send(event="done", unit=unit.grade_id, status=status, detail=detail, output=output)
+
+    def _wait(self, pid: int, read_fd: int, result_path: Path, timeout: float) -> tuple[str, str, str]:
+        """(status, detail, output tail) of the unit's child once it and all it started are gone."""
+        output = _Tail(read_fd)
         deadline = time.monotonic() + timeout
-        status = None
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -212,17 +228,13 @@ class _Worker:
             output.drain(POLL_SECONDS)
         else:
             self.clean_up(group=pid)
-            os.close(read_fd)
-            self.protocol.send(event="done", unit=unit.grade_id, status="timeout", output=output.text(),
-                               detail=f"did not finish within {timeout:g} s (an endless loop?); "
-                                      f"the time limit is per unit")
-            return
+            return ("timeout", f"did not finish within {timeout:g} s (an endless loop?); the time limit "
+                               f"is per unit", output.text())
         self.clean_up(group=pid)  # anything the child left running
         output.drain(0)
-        os.close(read_fd)
-        ok = result_path.is_file() and not result_path.is_symlink()
-        self.protocol.send(event="done", unit=unit.grade_id, status="ok" if ok else "crashed",
-                           output=output.text(), detail="" if ok else _describe_exit(status))
+        if result_path.is_file() and not result_path.is_symlink():
+            return "ok", "", output.text()
+        return "crashed", _describe_exit(status), output.text()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("submission", "release", "scratch", "results"):  # it will work from its scratch folder
         setattr(args, name, getattr(args, name).resolve())
 
+    reaping.die_with_parent()
     protocol = _Protocol()
     _redirect_output(2)  # the worker's own output goes to the parent's log pipe
     # Line-buffered streams over the redirected descriptors (never closing them).
@@ -253,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(TMPDIR=str(args.scratch), HOME=str(args.scratch))
     tempfile.tempdir = None
     os.chdir(args.scratch)
-    worker = _Worker(confinement, protocol, args.memory_gb)
+    worker = _Worker(confinement, protocol, args.memory_gb, args.scratch)
     try:
         _serve(args, worker, protocol)
     finally:
