@@ -12,8 +12,11 @@ unprivileged user namespace. Either way it keeps no capability and cannot gain o
 so student code cannot undo the mounts. When process 1 of a PID namespace ends, the kernel kills
 everything left in it, and ``autograder.reaping`` kills the rest after each unit.
 
-Where none of this exists (macOS, a kernel without user namespaces) grading still works and the
-result says, in one line (``FILES_NOTE``), that file isolation is off.
+As root where namespaces are forbidden (some containers), it still becomes the dedicated uid, and
+the hidden folders become readable by root only; the result notes that the network is open
+(``NETWORK_NOTE``). Where none of this exists (macOS, a kernel without user namespaces, an ordinary
+user without them) grading still works and the result says, in one line (``FILES_NOTE``), that file
+isolation is off.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from pathlib import Path
 UID_BASE = 1_000_000_000       # root mode: the worker runs as UID_BASE + its pid
 FILES_NOTE = ("file isolation is off on this machine (no Linux namespaces): student code could "
               "write the kit and read the references; grade official submissions on Linux")
+
+NETWORK_NOTE = ("network isolation is off on this machine (no Linux namespaces): student code could "
+                "open connections; files are protected by an unprivileged uid")
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWUSER = 0x20000, 0x40000000, 0x20000000, 0x10000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
@@ -43,7 +49,7 @@ class Confinement:
     hidden paths unreadable; ``pid_namespace``: this process is process 1 of its own namespace;
     ``note``: one line for the score table when file isolation is off ('' otherwise)."""
 
-    mode: str                 # root | user | off
+    mode: str                 # root | user | uid (root without namespaces) | off
     files: bool = False
     network: bool = False
     pid_namespace: bool = False
@@ -159,6 +165,22 @@ def _map_user(uid: int, gid: int) -> None:
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
 
 
+def _uid_only(libc, writable: list[Path], readable: list[Path], hidden: list[Path]) -> Confinement:
+    """Root without namespaces (a container that forbids them): an unprivileged uid still keeps
+    student code out of files it does not own; the hidden folders become readable by root only
+    (their mode changes on disk). Python and the kit must be reachable for that uid."""
+    needed = python_paths() + [p.resolve() for p in readable + writable]
+    if any(_blocking_ancestor(p) is not None for p in needed if p.exists()):
+        return Confinement("off", note=FILES_NOTE)
+    uid = UID_BASE + os.getpid()
+    for folder in writable:
+        os.chown(folder, uid, uid)
+    for path in hidden:
+        path.chmod(path.stat().st_mode & ~0o077)
+    _drop_privileges(libc, uid)
+    return Confinement("uid", files=True, uid=uid, note=NETWORK_NOTE)
+
+
 def python_paths() -> list[Path]:
     """Where this interpreter and its packages live (the worker must keep importing from them)."""
     found = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix)}
@@ -185,7 +207,7 @@ def confine(writable: list[Path], readable: list[Path], hidden: list[Path]) -> C
         if not root:
             _map_user(uid, gid)
     except OSError:
-        return Confinement("off", note=FILES_NOTE)
+        return _uid_only(libc, writable, readable, hidden) if root else Confinement("off", note=FILES_NOTE)
     worker_uid = UID_BASE + os.getpid() if root else None
     _fork_into_namespace()
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

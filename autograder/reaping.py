@@ -14,7 +14,6 @@ import signal
 import sys
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_ROUNDS = 1000   # a fork bomb re-parents its children to us; each round kills one generation
 
@@ -24,15 +23,6 @@ def become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-
-
-def die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent (the scoring process) ends, however it ends."""
-    if sys.platform.startswith("linux"):
-        parent = os.getppid()
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # it ended before the request took effect
-            os._exit(1)
 
 
 def _children() -> list[int]:

@@ -68,7 +68,10 @@ class _Tail:
         os.set_blocking(fd, False)
 
     def drain(self, timeout: float) -> None:
+        """Read what is there, waiting up to ``timeout`` for it, and for no longer than
+        ``timeout`` (at least one chunk) while a flood keeps coming."""
         ready, _, _ = select.select([self.fd], [], [], timeout)
+        until = time.monotonic() + timeout
         while ready:
             try:
                 chunk = os.read(self.fd, OUTPUT_CHUNK)
@@ -79,6 +82,8 @@ class _Tail:
                 return
             self.total += len(chunk)
             self.data = (self.data + chunk)[-self.limit:]
+            if timeout and time.monotonic() > until:
+                return
 
     def text(self) -> str:
         text = self.data.decode(errors="replace")[-MAX_OUTPUT_CHARS:]
@@ -252,7 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("submission", "release", "scratch", "results"):  # it will work from its scratch folder
         setattr(args, name, getattr(args, name).resolve())
 
-    reaping.die_with_parent()
     protocol = _Protocol()
     _redirect_output(2)  # the worker's own output goes to the parent's log pipe
     # Line-buffered streams over the redirected descriptors (never closing them).

@@ -180,12 +180,14 @@ def attacked(tmp_path_factory, listener):
         def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
             return torchvision.ops.sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
         """)
-    results, output, code = grade(sub, results_path, "--unit-timeout", UNIT_TIMEOUT)
-    written = results_path.read_text() if results_path.exists() else ""
-    time.sleep(2)  # a survivor would overwrite results.json now
-    survivors = _survivors()
-    for pid in survivors:  # never leave one behind, even when the test fails
-        os.kill(pid, 9)
+    try:
+        results, output, _ = grade(sub, results_path, "--unit-timeout", UNIT_TIMEOUT)
+        written = results_path.read_text() if results_path.exists() else ""
+        time.sleep(2)  # a survivor would overwrite results.json now
+    finally:
+        survivors = _survivors()
+        for pid in survivors:  # never leave one behind, even when the test fails
+            os.kill(pid, 9)
     return {"results": results, "output": output, "before": before, "after": _digests(),
             "written": written, "final": results_path.read_text() if results_path.exists() else "",
             "survivors": survivors}
@@ -304,3 +306,29 @@ def test_dispatcher_level_call_flood_and_killed_unit(tmp_path):
         assert sandbox.run("intersect").status == "ok"  # the next unit runs normally
     finally:
         sandbox.close()
+
+
+def test_without_namespaces_grading_notes_it_in_one_line(monkeypatch, tmp_path):
+    """macOS or a laptop without namespaces: nothing is confined, and the result says so."""
+    from autograder import isolation
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    confinement = isolation.confine([tmp_path], [REPO_ROOT], [REFERENCES.parent])
+    assert (confinement.mode, confinement.files, confinement.note) == ("off", False, isolation.FILES_NOTE)
+    assert "\n" not in isolation.FILES_NOTE and "file isolation is off" in isolation.FILES_NOTE
+
+
+def test_result_files_are_read_without_following_links(tmp_path):
+    """A unit cannot make the scoring side read another file (e.g. the references) as its result."""
+    import torch
+
+    from autograder.sandbox import read_result
+
+    real = tmp_path / "real.pt"
+    torch.save({"cases": {}}, real)
+    (tmp_path / "link.pt").symlink_to(real)
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    assert read_result(real) == {"cases": {}}
+    assert read_result(tmp_path / "link.pt") is None
+    assert read_result(tmp_path / "junk.pt") is None
+    assert read_result(tmp_path / "missing.pt") is None
