@@ -24,10 +24,12 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 UID_BASE = 1_000_000_000       # root mode: the worker runs as UID_BASE + its pid
+ORPHAN_POLL_SECONDS = 0.2
 FILES_NOTE = ("file isolation is off on this machine (no Linux namespaces): student code could "
               "write the kit and read the references; grade official submissions on Linux")
 
@@ -95,19 +97,23 @@ def _set_readonly(libc, path: str, readonly: bool, recursive: bool) -> None:
 
 def _fork_into_namespace() -> None:
     """Fork; the parent waits for the child (process 1 of the new PID namespace) and leaves with
-    its status, so whoever started the worker sees one process that ends when the worker ends."""
+    its status, so whoever started the worker sees one process that ends when the worker ends.
+    If the scoring process dies first, the parent kills the child (and so the whole namespace)."""
     pid = os.fork()
     if pid == 0:
         return
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    parent = os.getppid()
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
-            break
+            done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             os._exit(1)
-        except InterruptedError:
-            continue
+        if done:
+            break
+        if os.getppid() != parent:  # the scoring process is gone: so is the worker, and all in it
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(ORPHAN_POLL_SECONDS)
     os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 

@@ -213,7 +213,7 @@ class Sandbox:
         while not self._ready:
             if self._proc is None:
                 self._spawn()
-            loading, started = None, time.monotonic()
+            loading, refused, started = None, None, time.monotonic()
             while True:
                 try:
                     line = self._reader.readline(self.unit_timeout if loading else START_TIMEOUT)
@@ -223,6 +223,7 @@ class Sandbox:
                     why = "ended the grading worker while loading"
                 if line is None:
                     self._kill()
+                    why = refused or why
                     if loading is None or loading in self.skip:
                         self.start_error = f"the grading worker failed to start:\n{self._worker_log_tail()}"
                         raise RuntimeError(self.start_error)
@@ -233,6 +234,8 @@ class Sandbox:
                 msg = json.loads(line)
                 if msg["event"] == "loading":
                     loading = msg["unit"]
+                elif msg["event"] == "refused":  # the worker ends next, naming why
+                    loading, refused = msg["unit"], msg["why"]
                 elif msg["event"] == "ready":
                     self.loads = msg["loads"]
                     self.isolation = msg["isolation"]

@@ -20,6 +20,7 @@ worker keeps only the tail, so a print flood costs neither disk nor memory.
 """
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import os
@@ -187,6 +188,27 @@ def _describe_exit(status: int) -> str:
             f"a graded function must return its result")
 
 
+class _ThreadWatch:
+    """Refuses an answer cell that leaves a thread running after it loads: such a thread would
+    keep running in the worker, outside every unit (and outside its watch for forbidden calls).
+    The worker then ends; the scoring side restarts it without that cell."""
+
+    def __init__(self, protocol: _Protocol) -> None:
+        self.protocol, self.baseline, self.last = protocol, _thread._count(), None
+
+    def check(self) -> None:
+        if self.last is not None and _thread._count() > self.baseline:
+            self.protocol.send(event="refused", unit=self.last,
+                               why="left a thread running after it loaded (code outside a graded "
+                                   "function may not keep running)")
+            os._exit(3)
+
+    def next_cell(self, notebook: str, grade_id: str) -> None:
+        self.check()
+        self.last = grade_id
+        self.protocol.send(event="loading", notebook=notebook, unit=grade_id)
+
+
 class _Worker:
     """What every unit shares: the confinement, the protocol, the memory limit."""
 
@@ -290,10 +312,11 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
     skip = frozenset(s for s in args.skip.split(",") if s)
     modules, loads, problems = {}, {}, []
     # In order, so a notebook that imports an earlier one reuses the module loaded here.
+    threads = _ThreadWatch(protocol)
     for nb in sorted({u.notebook for u in units.values()}):
         module = load_notebook(args.submission / nb, args.release / nb, skip=skip,
-                               on_cell=lambda gid, nb=nb: protocol.send(event="loading", notebook=nb,
-                                                                        unit=gid))
+                               on_cell=lambda gid, nb=nb: threads.next_cell(nb, gid))
+        threads.check()
         report = module.__notebook_report__
         modules[nb] = module
         problems += report.problems

@@ -136,7 +136,8 @@ def listener():
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory, listener):
-    """Writes, reads, a survivor and a connection at load time and in units; a 10 MB print;
+    """Writes, reads, a survivor and a connection at load time and in units; a 10 MB print; a
+    thread left running at load time;
     jaccard calling box_iou, nms calling an alias of torchvision.ops.nms imported at load time,
     focal loss calling sigmoid_focal_loss. Graded once with pytest autograder/."""
     tmp = tmp_path_factory.mktemp("attacked")
@@ -164,6 +165,10 @@ def attacked(tmp_path_factory, listener):
         print("x" * (10 * 2**20))
         import os as _os2
         _os2.write(2, b"y" * (10 * 2**20))
+        """)
+    inject(sub / "retinaface/3_anchors.ipynb", "prior_box", at_load="""
+        import threading, time
+        threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
         """)
     inject(nb, "jaccard", replace="""
         import torchvision
@@ -202,8 +207,15 @@ def test_kit_files_are_untouched_and_attacking_units_keep_their_points(attacked)
     assert not (REFERENCES.parent / "extra.pt").exists()
     scores = scores_by_unit(attacked["results"])
     for unit, (score, max_score) in scores.items():
-        if unit not in FORBIDDEN_CALLS:  # match calls the student's jaccard (box_iou): allowed there
+        if unit not in FORBIDDEN_CALLS and unit != "prior_box":  # match calls jaccard: allowed there
             assert score == max_score > 0, (unit, scores, attacked["output"][-3000:])
+
+
+def test_a_thread_left_running_at_load_time_skips_only_that_cell(attacked):
+    """It would keep running in the worker, outside every unit and its watch."""
+    scores = scores_by_unit(attacked["results"])
+    assert scores["prior_box"][0] == 0 < scores["prior_box"][1]
+    assert "'prior_box' left a thread running after it loaded" in attacked["results"]["output"]
 
 
 def test_no_process_survives_and_results_json_is_the_graders(attacked):
