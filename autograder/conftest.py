@@ -136,6 +136,9 @@ def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
         except RuntimeError as err:
             state["notes"].append(f"{sub.hw}: {err}")
         state["notes"] += [f"{sub.hw}: {p}" for p in sub.sandbox.problems]
+        note = sub.sandbox.isolation_note
+        if note and not any(n.endswith(note) for n in state["notes"]):  # one line, not one per homework
+            state["notes"].append(note)
     return sub
 
 
@@ -229,13 +232,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config._grading
     try:
+        for sub in state["submissions"].values():  # every worker, and all it started, ends first
+            sub.close()
+    finally:
+        state["submissions"] = {}
         path = config.getoption("--results")
-        if path:
+        if path:  # written only now: no process that ran student code is left to touch it
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
             errors = [f"grading error: {r.nodeid}: {r.longreprtext[-500:]}"
-                      for r in config.pluginmanager.get_plugin("terminalreporter").stats.get("error", [])
-                      if hasattr(r, "longreprtext")] if config.pluginmanager.get_plugin("terminalreporter") else []
+                      for r in reporter.stats.get("error", []) if hasattr(r, "longreprtext")] if reporter else []
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(_gradescope(config, errors), indent=2))
-    finally:
-        for sub in state["submissions"].values():
-            sub.close()

@@ -29,7 +29,9 @@ REFERENCES_DIR = Path(__file__).resolve().parent / "references"
 
 _LOAD_KINDS = {"missing": fb.MISSING, "not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR,
                "tampered": fb.TAMPERED, "skipped": fb.CRASHED}
-_CASE_KINDS = {"not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR, "tampered": fb.TAMPERED}
+FORBIDDEN = "forbidden call"  # the unit called the library op its exercise asks for (Unit.forbidden)
+_CASE_KINDS = {"not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR, "tampered": fb.TAMPERED,
+               "forbidden": FORBIDDEN}
 
 
 @dataclass(frozen=True)

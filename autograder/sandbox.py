@@ -5,12 +5,21 @@ The process that compares outputs and scores never imports student code. It star
 and reads each unit's outputs with ``torch.load(weights_only=True)``. If a cell kills or hangs the
 worker while the notebooks load, that cell is skipped and the worker restarted; if a unit kills
 the worker itself, the unit is charged and the next unit gets a fresh worker.
+
+The worker confines itself (``autograder.isolation``); this side gives it a scratch folder and a
+results folder of its own (inside a private folder the scoring side owns), tells it what to hide
+(the reference tensors, the solutions, the git object store), reads each unit's result file
+without following links, and keeps only the tail of the worker's own output.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
+import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,6 +36,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_UNIT_TIMEOUT = 60.0
 START_TIMEOUT = 120.0        # importing torch and loading the notebooks' given cells
 WORKER_MARGIN = 30.0         # extra wait beyond a unit's own limit before the worker is presumed lost
+LOG_TAIL_BYTES = 1 << 16     # of the worker's own output, only this much is kept
+MAX_RESULT_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -52,9 +63,11 @@ class UnitRun:
 
 
 class _LineReader:
-    def __init__(self, stream) -> None:
-        self.fd = stream.fileno()
-        self.buffer = b""
+    """Protocol lines from the worker's stdout; meanwhile its log pipe is drained into a tail."""
+
+    def __init__(self, stream, log) -> None:
+        self.fd, self.log_fd = stream.fileno(), log.fileno()
+        self.buffer, self.log = b"", b""
 
     def readline(self, timeout: float) -> str | None:
         """One line, or None at end of stream; raises TimeoutError past ``timeout`` seconds."""
@@ -63,8 +76,15 @@ class _LineReader:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if not ready:
+            watched = [self.fd] + ([self.log_fd] if self.log_fd is not None else [])
+            ready, _, _ = select.select(watched, [], [], left)
+            if self.log_fd in ready:
+                chunk = os.read(self.log_fd, 65536)
+                if chunk:
+                    self.log = (self.log + chunk)[-LOG_TAIL_BYTES:]
+                else:
+                    self.log_fd = None
+            if self.fd not in ready:
                 continue
             chunk = os.read(self.fd, 65536)
             if not chunk:
@@ -72,6 +92,47 @@ class _LineReader:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
+
+
+def hidden_paths(submission: Path, release: Path) -> list[Path]:
+    """What student code may not read: the reference tensors, the solutions (unless they are what
+    is being graded) and the git object store (which holds both)."""
+    hidden = [REPO_ROOT / "autograder" / "references"]
+    solutions = (REPO_ROOT / "solutions").resolve()
+    if not any(p.resolve() == solutions or solutions in p.resolve().parents for p in (submission, release)):
+        hidden.append(solutions)
+    git = REPO_ROOT / ".git"
+    if git.is_file() and git.read_text().startswith("gitdir:"):  # a worktree: objects are elsewhere
+        gitdir = Path(git.read_text().split(":", 1)[1].strip())
+        common = gitdir / (gitdir / "commondir").read_text().strip() if (gitdir / "commondir").is_file() else gitdir
+        hidden.append(common.resolve() / "objects")
+    elif git.is_dir():
+        hidden.append(git)
+    return [p for p in hidden if p.is_dir()]
+
+
+def read_result(path: Path) -> dict | None:
+    """A unit's result file as the worker wrote it, or None (missing, a link, not a file, too big)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RESULT_BYTES:
+            return None
+        data = f.read()
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True)
+    except Exception:  # noqa: BLE001 - whatever a forged file holds, it is no result
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 class Sandbox:
@@ -83,6 +144,9 @@ class Sandbox:
         self.device, self.unit_timeout, self.memory_gb = device, unit_timeout, memory_gb
         self._tmp = tempfile.TemporaryDirectory(prefix="grading-")
         self.workdir = Path(self._tmp.name)
+        self.workdir.chmod(0o711)  # the worker's uid may enter, not list
+        self.scratch, self.results = self.workdir / "scratch", self.workdir / "results"
+        self.isolation: dict = {}
         self.skip: set[str] = set()
         self.loads: dict[str, dict] = {}
         self.problems: list[str] = []
@@ -96,29 +160,46 @@ class Sandbox:
     # -- worker life cycle -------------------------------------------------------------------
     def _spawn(self) -> None:
         self.worker_starts += 1
+        for folder in (self.scratch, self.results):  # fresh for every worker: nothing left over
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700)
         cmd = [sys.executable, "-m", "autograder.worker", "--hw", self.hw,
                "--submission", str(self.submission), "--release", str(self.release),
                "--device", self.device, "--skip", ",".join(sorted(self.skip)),
-               "--memory-gb", str(self.memory_gb), "--log", str(self.workdir / "worker.log")]
+               "--memory-gb", str(self.memory_gb), "--scratch", str(self.scratch),
+               "--results", str(self.results)]
+        for path in hidden_paths(self.submission, self.release):
+            cmd += ["--hide", str(path)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-        self._reader = _LineReader(self._proc.stdout)
+                                      stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self._reader = _LineReader(self._proc.stdout, self._proc.stderr)
         self._ready = False
 
     def _kill(self) -> None:
         if self._proc is not None:
+            for pid in _children(self._proc.pid):  # the worker proper, process 1 of its namespace
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             try:
-                os.killpg(self._proc.pid, 9)
+                os.killpg(self._proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                stream.close()
             self._proc = None
             self._ready = False
 
     def _worker_log_tail(self) -> str:
-        log = self.workdir / "worker.log"
-        return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        return self._reader.log.decode(errors="replace")[-1500:] if self._reader else ""
+
+    @property
+    def isolation_note(self) -> str:
+        """One line when student code ran without file isolation ('' when it had it)."""
+        return self.isolation.get("note", "")
 
     def spawn(self) -> None:
         """Launch the worker without waiting for it, so its start-up overlaps the caller's work;
@@ -132,7 +213,7 @@ class Sandbox:
         while not self._ready:
             if self._proc is None:
                 self._spawn()
-            loading, started = None, time.monotonic()
+            loading, refused, started = None, None, time.monotonic()
             while True:
                 try:
                     line = self._reader.readline(self.unit_timeout if loading else START_TIMEOUT)
@@ -142,6 +223,7 @@ class Sandbox:
                     why = "ended the grading worker while loading"
                 if line is None:
                     self._kill()
+                    why = refused or why
                     if loading is None or loading in self.skip:
                         self.start_error = f"the grading worker failed to start:\n{self._worker_log_tail()}"
                         raise RuntimeError(self.start_error)
@@ -152,8 +234,11 @@ class Sandbox:
                 msg = json.loads(line)
                 if msg["event"] == "loading":
                     loading = msg["unit"]
+                elif msg["event"] == "refused":  # the worker ends next, naming why
+                    loading, refused = msg["unit"], msg["why"]
                 elif msg["event"] == "ready":
                     self.loads = msg["loads"]
+                    self.isolation = msg["isolation"]
                     self.problems += msg["problems"]
                     self._ready = True
                     return
@@ -187,9 +272,9 @@ class Sandbox:
         load = self.loads.get(grade_id, {"status": "missing", "detail": f"unknown unit {grade_id!r}"})
         if load["status"] != "ok":
             return UnitRun(grade_id, load, "load_failed", load.get("detail", ""))
-        result_path = self.workdir / f"{grade_id}.pt"
+        result_path = self.results / f"{grade_id}.pt"
         started = time.monotonic()
-        command = {"cmd": "run", "unit": grade_id, "timeout": self.unit_timeout, "result": str(result_path)}
+        command = {"cmd": "run", "unit": grade_id, "timeout": self.unit_timeout}
         try:
             self._proc.stdin.write((json.dumps(command) + "\n").encode())
             self._proc.stdin.flush()
@@ -204,10 +289,13 @@ class Sandbox:
             self._kill()  # the next unit gets a fresh worker
             return UnitRun(grade_id, load, "crashed", "the grading worker stopped answering while "
                            "running this unit", seconds=time.monotonic() - started)
-        run = UnitRun(grade_id, load, msg["status"], msg["detail"], seconds=time.monotonic() - started)
+        run = UnitRun(grade_id, load, msg["status"], msg["detail"], output=msg.get("output", ""),
+                      seconds=time.monotonic() - started)
+        data = read_result(result_path) if run.status == "ok" else None
+        result_path.unlink(missing_ok=True)
+        if run.status == "ok" and (not isinstance(data, dict) or not isinstance(data.get("cases"), dict)):
+            run.status, run.detail = "crashed", "the unit's result file was missing or unreadable"
         if run.status == "ok":
-            data = torch.load(result_path, weights_only=True)
-            run.output = data["output"]
             for name, rec in data["cases"].items():
                 if rec["ok"]:
                     run.cases[name] = CaseResult(True, unwrap(rec["value"]), devices=tuple(rec["devices"]))

@@ -8,16 +8,26 @@ forever, exits the process, patches torch or exhausts memory loses only its own 
 unit starts from the same untouched state. Nothing here compares results: the scoring process
 reads the outputs with ``torch.load(weights_only=True)``.
 
-Messages to the parent are JSON lines on a private copy of the original stdout; the real stdout and
-stderr are redirected to a log, so anything student code prints cannot corrupt the protocol.
+Before any student code runs the worker confines itself (``autograder.isolation``: read-only kit,
+hidden references, no network, its own PID namespace, an unprivileged uid when started as root);
+after the notebooks load and after every unit it kills every process student code left
+(``autograder.reaping``). While a unit runs, calls to the library ops its exercise asks for are
+watched (``autograder.forbidden``).
+
+Messages to the parent are JSON lines on a private copy of the original stdout; the worker's own
+stdout and stderr go to the parent's log pipe. A unit's output goes through a pipe of which the
+worker keeps only the tail, so a print flood costs neither disk nor memory.
 """
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import os
 import random
 import resource
+import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -25,9 +35,13 @@ import time
 import traceback
 from pathlib import Path
 
+from autograder import isolation, reaping
+
 CASE_SEED = 0
 POLL_SECONDS = 0.005
 MAX_OUTPUT_CHARS = 3000
+OUTPUT_CHUNK = 1 << 16
+MAX_FILE_BYTES = 256 * 2**20   # no file student code writes may grow past this (RLIMIT_FSIZE)
 
 
 class _Protocol:
@@ -39,14 +53,44 @@ class _Protocol:
         self._out.flush()
 
 
-def _redirect_output(log_path: str) -> None:
-    """Point file descriptors 1 and 2 (and so sys.stdout/stderr, and C-level output) at a log."""
+def _redirect_output(fd: int) -> None:
+    """Point file descriptors 1 and 2 (and so sys.stdout/stderr, and C-level output) at ``fd``."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
+
+
+class _Tail:
+    """The last ``limit`` bytes of what was read from a pipe (bounded memory, no disk)."""
+
+    def __init__(self, fd: int, limit: int = 4 * MAX_OUTPUT_CHARS) -> None:
+        self.fd, self.limit, self.data, self.total = fd, limit, b"", 0
+        os.set_blocking(fd, False)
+
+    def drain(self, timeout: float) -> None:
+        """Read what is there, waiting up to ``timeout`` for it, and for no longer than
+        ``timeout`` (at least one chunk) while a flood keeps coming."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        until = time.monotonic() + timeout
+        while ready:
+            try:
+                chunk = os.read(self.fd, OUTPUT_CHUNK)
+            except BlockingIOError:
+                return
+            if not chunk:
+                time.sleep(timeout)  # every writer is gone; nothing more will come
+                return
+            self.total += len(chunk)
+            self.data = (self.data + chunk)[-self.limit:]
+            if timeout and time.monotonic() > until:
+                return
+
+    def text(self) -> str:
+        text = self.data.decode(errors="replace")[-MAX_OUTPUT_CHARS:]
+        if self.total > len(self.data):
+            text = f"[... {self.total - len(self.data)} earlier bytes of output dropped]\n" + text
+        return text
 
 
 def _short_error(err: BaseException) -> str:
@@ -64,10 +108,13 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
     import numpy as np
     import torch
 
+    from autograder.forbidden import ForbiddenCalls
     from autograder.transfer import devices, wrap
     from autograder.units import to_device
     from utils import guard
 
+    watch = ForbiddenCalls(unit.forbidden)
+    watch.install()
     records = {}
     for case in unit.cases:
         torch.manual_seed(CASE_SEED)
@@ -83,8 +130,11 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
                                              f"your code): {type(err).__name__}: {err}"}
             continue
         before = guard.snapshot()
+        watch.calls.clear()
         try:
-            tree = wrap(unit.call(namespace, inputs, device))
+            with watch:
+                result = unit.call(namespace, inputs, device)
+            tree = wrap(result)
             record = {"ok": True, "value": tree, "devices": sorted(devices(tree))}
         except NotImplementedError as err:
             record = {"ok": False, "kind": "not_implemented", "message": _short_error(err)}
@@ -95,16 +145,20 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
             record = {"ok": False, "kind": "tampered",
                       "message": f"reassigns library functions ({', '.join(patched)}); grading "
                                  f"does not accept code that patches torch/numpy"}
+        if watch.calls:
+            record = {"ok": False, "kind": "forbidden",
+                      "message": f"calls {'; '.join(watch.calls)}: this exercise asks you to write "
+                                 f"that computation yourself, not to call the library's version"}
         records[case.name] = record
     return records
 
 
-def _child(unit, namespace, device_name: str, result_path: Path, memory_gb: float) -> None:
+def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int, memory_gb: float) -> None:
     """Body of the forked child; never returns."""
     code = 1
     try:
-        os.setpgid(0, 0)  # so the worker can kill anything this child starts
-        _redirect_output(str(result_path) + ".log")
+        os.setpgid(0, 0)
+        _redirect_output(output_fd)
         if memory_gb > 0 and device_name == "cpu":
             current = resource.getrlimit(resource.RLIMIT_AS)[1]
             vsize = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -114,12 +168,8 @@ def _child(unit, namespace, device_name: str, result_path: Path, memory_gb: floa
 
         with tempfile.TemporaryDirectory(prefix="case-") as work:
             records = _run_cases(unit, namespace, torch.device(device_name), Path(work))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        log = Path(str(result_path) + ".log")
-        output = log.read_text(errors="replace")[-MAX_OUTPUT_CHARS:] if log.exists() else ""
         tmp = result_path.with_suffix(".tmp")
-        torch.save({"cases": records, "output": output}, tmp)
+        torch.save({"cases": records}, tmp)
         os.replace(tmp, result_path)
         code = 0
     except BaseException:  # report through the exit code; the parent explains it
@@ -138,39 +188,80 @@ def _describe_exit(status: int) -> str:
             f"a graded function must return its result")
 
 
-def _run_unit(unit, namespace, device: str, result_path: Path, timeout: float,
-              memory_gb: float, protocol: _Protocol) -> None:
-    result_path.unlink(missing_ok=True)
-    pid = os.fork()
-    if pid == 0:
-        _child(unit, namespace, device, result_path, memory_gb)
-    protocol.send(event="started", unit=unit.grade_id, pid=pid)
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(POLL_SECONDS)
-    else:
-        for target in (-pid, pid):
-            try:
-                os.kill(target, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.waitpid(pid, 0)
-        protocol.send(event="done", unit=unit.grade_id, status="timeout",
-                      detail=f"did not finish within {timeout:g} s (an endless loop?); "
-                             f"the time limit is per unit")
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)  # anything the child left running
-    except (ProcessLookupError, PermissionError):
-        pass
-    if result_path.exists():
-        protocol.send(event="done", unit=unit.grade_id, status="ok", detail="")
-    else:
-        protocol.send(event="done", unit=unit.grade_id, status="crashed", detail=_describe_exit(status))
+class _ThreadWatch:
+    """Refuses an answer cell that leaves a thread running after it loads: such a thread would
+    keep running in the worker, outside every unit (and outside its watch for forbidden calls).
+    The worker then ends; the scoring side restarts it without that cell."""
+
+    def __init__(self, protocol: _Protocol) -> None:
+        self.protocol, self.baseline, self.last = protocol, _thread._count(), None
+
+    def check(self) -> None:
+        if self.last is not None and _thread._count() > self.baseline:
+            self.protocol.send(event="refused", unit=self.last,
+                               why="left a thread running after it loaded (code outside a graded "
+                                   "function may not keep running)")
+            os._exit(3)
+
+    def next_cell(self, notebook: str, grade_id: str) -> None:
+        self.check()
+        self.last = grade_id
+        self.protocol.send(event="loading", notebook=notebook, unit=grade_id)
+
+
+class _Worker:
+    """What every unit shares: the confinement, the protocol, the memory limit."""
+
+    def __init__(self, confinement: isolation.Confinement, protocol: _Protocol, memory_gb: float,
+                 scratch: Path) -> None:
+        self.confinement, self.protocol, self.memory_gb = confinement, protocol, memory_gb
+        self.scratch = scratch
+        self.subreaper = not confinement.pid_namespace and reaping.become_subreaper()
+
+    def clean_up(self, group: int | None = None) -> None:
+        """Kill every process student code left running (and the unit's group ``group``)."""
+        reaping.kill_descendants(self.confinement.pid_namespace, self.subreaper, group)
+
+    def run_unit(self, unit, namespace, device: str, result_path: Path, timeout: float) -> None:
+        result_path.unlink(missing_ok=True)
+        result_path.with_suffix(".tmp").unlink(missing_ok=True)
+        unit_dir = self.scratch / f"unit-{unit.grade_id}"  # the unit's temporary files, removed after it
+        shutil.rmtree(unit_dir, ignore_errors=True)
+        unit_dir.mkdir()
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            os.environ["TMPDIR"] = str(unit_dir)
+            tempfile.tempdir = None
+            _child(unit, namespace, device, result_path, write_fd, self.memory_gb)
+        os.close(write_fd)
+        self.protocol.send(event="started", unit=unit.grade_id, pid=pid)
+        try:
+            status, detail, output = self._wait(pid, read_fd, result_path, timeout)
+        finally:
+            os.close(read_fd)
+            shutil.rmtree(unit_dir, ignore_errors=True)
+        self.protocol.send(event="done", unit=unit.grade_id, status=status, detail=detail, output=output)
+
+    def _wait(self, pid: int, read_fd: int, result_path: Path, timeout: float) -> tuple[str, str, str]:
+        """(status, detail, output tail) of the unit's child once it and all it started are gone."""
+        output = _Tail(read_fd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            output.drain(POLL_SECONDS)
+        else:
+            self.clean_up(group=pid)
+            return ("timeout", f"did not finish within {timeout:g} s (an endless loop?); the time limit "
+                               f"is per unit", output.text())
+        self.clean_up(group=pid)  # anything the child left running
+        output.drain(0)
+        if result_path.is_file() and not result_path.is_symlink():
+            return "ok", "", output.text()
+        return "crashed", _describe_exit(status), output.text()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,14 +272,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", default="", help="comma-separated grade_ids not to load")
     parser.add_argument("--memory-gb", type=float, default=4.0)
-    parser.add_argument("--log", required=True)
+    parser.add_argument("--scratch", required=True, type=Path, help="the only folder student code may write")
+    parser.add_argument("--results", required=True, type=Path, help="folder of the units' result files")
+    parser.add_argument("--hide", action="append", default=[], type=Path, help="a folder it may not read")
     args = parser.parse_args(argv)
+    for name in ("submission", "release", "scratch", "results"):  # it will work from its scratch folder
+        setattr(args, name, getattr(args, name).resolve())
 
     protocol = _Protocol()
-    _redirect_output(args.log)
+    _redirect_output(2)  # the worker's own output goes to the parent's log pipe
     # Line-buffered streams over the redirected descriptors (never closing them).
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    repo = Path(__file__).resolve().parents[1]
+    confinement = isolation.confine([args.scratch, args.results], [repo, args.submission, args.release],
+                                    args.hide)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails, not the process
+    os.environ.update(TMPDIR=str(args.scratch), HOME=str(args.scratch))
+    tempfile.tempdir = None
+    os.chdir(args.scratch)
+    worker = _Worker(confinement, protocol, args.memory_gb, args.scratch)
+    try:
+        _serve(args, worker, protocol)
+    finally:
+        worker.clean_up()
+
+
+def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
     import torch
 
     torch.set_num_threads(1)  # no OpenMP pool before fork(); small grading inputs need none
@@ -201,28 +312,33 @@ def main(argv: list[str] | None = None) -> None:
     skip = frozenset(s for s in args.skip.split(",") if s)
     modules, loads, problems = {}, {}, []
     # In order, so a notebook that imports an earlier one reuses the module loaded here.
+    threads = _ThreadWatch(protocol)
     for nb in sorted({u.notebook for u in units.values()}):
         module = load_notebook(args.submission / nb, args.release / nb, skip=skip,
-                               on_cell=lambda gid, nb=nb: protocol.send(event="loading", notebook=nb,
-                                                                        unit=gid))
+                               on_cell=lambda gid, nb=nb: threads.next_cell(nb, gid))
+        threads.check()
         report = module.__notebook_report__
         modules[nb] = module
         problems += report.problems
         loads.update({g: vars(u) for g, u in report.units.items()})
+    worker.clean_up()  # nothing started while loading may outlive the loading
     for gid, unit in units.items():
         if gid not in loads:
             problems.append(f"{unit.notebook}: the release has no answer cell {gid!r} (kit error)")
             loads[gid] = {"grade_id": gid, "notebook": unit.notebook, "status": "missing",
                           "detail": "the released notebook has no such answer cell"}
-    protocol.send(event="ready", loads=loads, problems=problems)
+    confinement = worker.confinement
+    protocol.send(event="ready", loads=loads, problems=problems, isolation={
+        "mode": confinement.mode, "files": confinement.files, "network": confinement.network,
+        "pid_namespace": confinement.pid_namespace, "uid": confinement.uid, "note": confinement.note})
 
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "quit":
             break
         unit = units[command["unit"]]
-        _run_unit(unit, modules[unit.notebook], args.device, Path(command["result"]),
-                  float(command["timeout"]), args.memory_gb, protocol)
+        worker.run_unit(unit, modules[unit.notebook], args.device,
+                        args.results / f"{command['unit']}.pt", float(command["timeout"]))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 from tests.notebooks import REPO_ROOT, copy_homework, edit_cells, grade, scores_by_unit, set_answer
 
 NOTEBOOK = "retinaface/4_matching_nms.ipynb"
-UNIT_TIMEOUT = "5"
+UNIT_TIMEOUT = "15"  # seconds; the retinaface unit needs ~1 s on an idle CPU, several on a busy one
 
 
 def _assert_only_nms_lost(results, kind_text):
@@ -45,7 +45,7 @@ def test_untouched_release_gets_zero_with_every_unit_reported(tmp_path):
     results, output, code = grade(REPO_ROOT / "assignments", tmp_path / "r.json")
     assert code == 1, output  # tests failed; no collection or internal errors
     summary = output.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+ failed in [\d.]+s", summary), summary  # no errors, nothing skipped
+    assert re.fullmatch(r"\d+ failed in [\d.]+s( \(\d+:\d\d:\d\d\))?", summary), summary  # no errors, nothing skipped
     assert results["score"] == 0 and results["max_score"] > 0
     scores = scores_by_unit(results)
     assert {"intersect", "jaccard", "nms"} <= set(scores)
