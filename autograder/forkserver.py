@@ -1,0 +1,176 @@
+"""Grading workers forked from a clean, preloaded process instead of started from scratch.
+
+Starting ``python -m autograder.worker`` costs seconds per submission (the interpreter, torch, the
+kit). A ``ForkServer`` is forked from a process that has imported torch and the kit but has never
+loaded a reference, a result or student code; on request it forks a grading worker that runs
+``autograder.worker.main`` exactly as the command would, so the worker starts with everything
+imported and nothing secret in memory (the scoring process, which does hold the references, is
+never the one that forks a worker).
+
+Each worker is double-forked and re-parented to the process that owns the server (a Linux child
+subreaper), so ``ForkedSandbox`` can wait for and kill it like the child process ``Sandbox`` starts.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from autograder.sandbox import REPO_ROOT, Sandbox, _LineReader
+
+PR_SET_CHILD_SUBREAPER = 36
+MESSAGE_BYTES = 65536
+POLL_SECONDS = 0.01
+
+
+def _set_child_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+class ForkedProcess:
+    """The part of ``subprocess.Popen`` that ``Sandbox`` uses, for a worker forked by the server."""
+
+    def __init__(self, pid: int, stdin, stdout) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self.pid, 0
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("autograder.worker", timeout)
+            time.sleep(POLL_SECONDS)
+        for stream in (self.stdin, self.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return self.returncode
+
+
+class ForkServer:
+    """Forks itself now (call it before loading anything secret); ``spawn`` then forks workers."""
+
+    def __init__(self) -> None:
+        _set_child_subreaper()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _serve(theirs)
+        theirs.close()
+        self.pid, self._sock = pid, ours
+
+    def spawn(self, argv: list[str]) -> ForkedProcess:
+        """A worker running ``autograder.worker.main(argv)`` with pipes for stdin and stdout."""
+        to_worker, from_server = os.pipe()
+        to_server, from_worker = os.pipe()
+        try:
+            socket.send_fds(self._sock, [json.dumps(argv).encode()], [to_worker, from_worker])
+            reply = self._sock.recv(MESSAGE_BYTES)
+        finally:
+            os.close(to_worker)
+            os.close(from_worker)
+        if not reply:
+            raise RuntimeError("the fork server stopped")
+        return ForkedProcess(int(reply), os.fdopen(from_server, "wb", buffering=0),
+                             os.fdopen(to_server, "rb", buffering=0))
+
+    def close(self) -> None:
+        self._sock.close()  # the server sees the end of its socket and exits
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _serve(sock: socket.socket) -> None:
+    """The server's loop (in the forked server); never returns."""
+    try:
+        while True:
+            message, fds, _, _ = socket.recv_fds(sock, MESSAGE_BYTES, 2)
+            if not message:
+                break
+            argv = json.loads(message)
+            read_pid, write_pid = os.pipe()
+            middle = os.fork()
+            if middle == 0:  # forks the worker and exits, so the worker is re-parented
+                os.close(read_pid)
+                worker = os.fork()
+                if worker == 0:
+                    os.close(write_pid)
+                    _become_worker(argv, fds, sock)
+                os.write(write_pid, str(worker).encode())
+                os._exit(0)
+            os.close(write_pid)
+            for fd in fds:
+                os.close(fd)
+            pid = os.read(read_pid, 64)
+            os.close(read_pid)
+            os.waitpid(middle, 0)
+            sock.send(pid)
+    finally:
+        os._exit(0)
+
+
+def _become_worker(argv: list[str], fds: list[int], sock: socket.socket) -> None:
+    """Turn this forked process into ``python -m autograder.worker ARGV``; never returns."""
+    code = 1
+    try:
+        sock.close()
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        os.dup2(fds[0], 0)
+        os.dup2(fds[1], 1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        for fd in (*fds, devnull):
+            os.close(fd)
+        sys.stdin = open(0, "r", closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        os.chdir(REPO_ROOT)
+        from autograder import worker
+
+        worker.main(argv)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+class ForkedSandbox(Sandbox):
+    """``Sandbox`` whose workers come from a ``ForkServer`` (same worker, same protocol). The
+    worker's arguments mirror ``Sandbox._spawn``."""
+
+    def __init__(self, *args, server: ForkServer, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._server = server
+
+    def _spawn(self) -> None:
+        self.worker_starts += 1
+        argv = ["--hw", self.hw, "--submission", str(self.submission), "--release", str(self.release),
+                "--device", self.device, "--skip", ",".join(sorted(self.skip)),
+                "--memory-gb", str(self.memory_gb), "--log", str(self.workdir / "worker.log")]
+        self._proc = self._server.spawn(argv)
+        self._reader = _LineReader(self._proc.stdout)
+        self._ready = False
