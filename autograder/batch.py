@@ -153,39 +153,53 @@ def run_all(todo: list[Student], hw: str, out: Path, options: Options, jobs: int
     running: dict[int, tuple[Student, float]] = {}
     queue = list(todo)
     with tqdm(total=len(todo), unit="submission", desc=f"grading {hw}") as bar:
-        while queue or running:
-            while queue and len(running) < jobs:
-                student = queue.pop(0)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                pid = os.fork()
-                if pid == 0:
-                    code = 1
-                    try:
-                        os.setpgid(0, 0)
-                        signal.signal(signal.SIGINT, signal.SIG_DFL)
-                        grade_student(student, hw, out / "students" / student.name, options)
-                        code = 0
-                    except BaseException:
-                        traceback.print_exc()
-                    finally:
-                        os._exit(code)
-                running[pid] = (student, time.monotonic() + timeout)
-            time.sleep(POLL_SECONDS)
-            for pid, (student, deadline) in list(running.items()):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                late = not done and time.monotonic() > deadline
+        try:
+            _schedule(queue, running, hw, out, options, jobs, timeout, bar)
+        finally:  # interrupted: stop the graders still running
+            for pid in running:
+                _kill_group(pid)
+
+
+def _schedule(queue: list[Student], running: dict, hw: str, out: Path, options: Options, jobs: int,
+              timeout: float, bar) -> None:
+    while queue or running:
+        while queue and len(running) < jobs:
+            student = queue.pop(0)
+            running[_fork_grader(student, hw, out, options)] = (student, time.monotonic() + timeout)
+        time.sleep(POLL_SECONDS)
+        for pid, (student, deadline) in list(running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            late = not done and time.monotonic() > deadline
+            if late:
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+            if done or late:
+                del running[pid]
+                folder = out / "students" / student.name
                 if late:
-                    _kill_group(pid)
-                    os.waitpid(pid, 0)
-                if done or late:
-                    del running[pid]
-                    folder = out / "students" / student.name
-                    if late:
-                        _failed(folder, student.name, hw, f"grading took more than {timeout:g} s; stopped")
-                    elif not (folder / "report.json").exists():
-                        _failed(folder, student.name, hw, f"the grader stopped (status {status}); see the log")
-                    bar.update(1)
+                    _failed(folder, student.name, hw, f"grading took more than {timeout:g} s; stopped")
+                elif not (folder / "report.json").exists():
+                    _failed(folder, student.name, hw, f"the grader stopped (status {status}); see the log")
+                bar.update(1)
+
+
+def _fork_grader(student: Student, hw: str, out: Path, options: Options) -> int:
+    """Fork a process (its own process group) that grades ``student``; returns its pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            grade_student(student, hw, out / "students" / student.name, options)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
 
 
 def _kill_group(pid: int) -> None:
@@ -215,7 +229,10 @@ def write_class_files(out: Path, hw: str, students: list[Student]) -> Path:
     rows = class_report.gradebook(out / "gradebook.csv", reports, units, [q.grade_id for q in asked], manual)
     max_auto = max((sum(m for _, m in class_report.unit_scores(r).values()) for r in reports.values()),
                    default=0.0)
-    failed = sorted(s for s, r in reports.items() if r.get("status") != "graded")
+    failed: dict[str, list[str]] = {}
+    for s, r in sorted(reports.items()):
+        if r.get("status") != "graded":
+            failed.setdefault(r.get("status", "failed"), []).append(s)
     return class_report.summary(out, rows, reports, units, max_auto, failed)
 
 

@@ -53,8 +53,8 @@ def pass_rates(reports: dict[str, dict], units: list[str]) -> dict[str, float]:
 
 
 def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[str], max_auto: float,
-            failed: list[str]) -> Path:
-    """Write ``summary.md`` and the two plots into ``out``."""
+            failed: dict[str, list[str]]) -> Path:
+    """Write ``summary.md`` and the two plots into ``out``; ``failed``: {status: students}."""
     totals = [float(r["total"]) for r in rows]
     rates = pass_rates(reports, units)
     _plots(out, totals, rates, max_auto)
@@ -65,8 +65,8 @@ def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[s
                   f"autograded maximum {max_auto:g}.", ""]
     lines += ["| unit | students with full marks |", "|---|---|"]
     lines += [f"| {u} | {rates[u]:.0%} |" for u in sorted(units, key=lambda u: rates[u])]
-    if failed:
-        lines += ["", "Grading did not finish for (scored 0, grade by hand): " + ", ".join(failed)]
+    for status, who in sorted(failed.items()):
+        lines += ["", f"Not graded ({status}; scored 0, look at them by hand): " + ", ".join(who)]
     lines += ["", "![scores](score_histogram.png) ![units](unit_pass_rate.png)"]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

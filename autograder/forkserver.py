@@ -20,8 +20,10 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
-from autograder.sandbox import REPO_ROOT, Sandbox, _LineReader
+from autograder import sandbox as sandbox_module
+from autograder.sandbox import REPO_ROOT, Sandbox
 
 PR_SET_CHILD_SUBREAPER = 36
 MESSAGE_BYTES = 65536
@@ -80,12 +82,14 @@ class ForkServer:
         theirs.close()
         self.pid, self._sock = pid, ours
 
-    def spawn(self, argv: list[str]) -> ForkedProcess:
-        """A worker running ``autograder.worker.main(argv)`` with pipes for stdin and stdout."""
+    def spawn(self, argv: list[str], cwd: str, env: dict[str, str]) -> ForkedProcess:
+        """A worker running ``autograder.worker.main(argv)`` in ``cwd`` with environment ``env``,
+        with pipes for stdin and stdout."""
         to_worker, from_server = os.pipe()
         to_server, from_worker = os.pipe()
+        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": dict(env)}).encode()
         try:
-            socket.send_fds(self._sock, [json.dumps(argv).encode()], [to_worker, from_worker])
+            socket.send_fds(self._sock, [request], [to_worker, from_worker])
             reply = self._sock.recv(MESSAGE_BYTES)
         finally:
             os.close(to_worker)
@@ -110,7 +114,7 @@ def _serve(sock: socket.socket) -> None:
             message, fds, _, _ = socket.recv_fds(sock, MESSAGE_BYTES, 2)
             if not message:
                 break
-            argv = json.loads(message)
+            request = json.loads(message)
             read_pid, write_pid = os.pipe()
             middle = os.fork()
             if middle == 0:  # forks the worker and exits, so the worker is re-parented
@@ -118,7 +122,7 @@ def _serve(sock: socket.socket) -> None:
                 worker = os.fork()
                 if worker == 0:
                     os.close(write_pid)
-                    _become_worker(argv, fds, sock)
+                    _become_worker(request, fds, sock)
                 os.write(write_pid, str(worker).encode())
                 os._exit(0)
             os.close(write_pid)
@@ -132,7 +136,7 @@ def _serve(sock: socket.socket) -> None:
         os._exit(0)
 
 
-def _become_worker(argv: list[str], fds: list[int], sock: socket.socket) -> None:
+def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
     """Turn this forked process into ``python -m autograder.worker ARGV``; never returns."""
     code = 1
     try:
@@ -149,28 +153,41 @@ def _become_worker(argv: list[str], fds: list[int], sock: socket.socket) -> None
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
-        os.chdir(REPO_ROOT)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
         from autograder import worker
 
-        worker.main(argv)
+        worker.main(request["argv"])
         code = 0
     finally:
         os._exit(code)
 
 
 class ForkedSandbox(Sandbox):
-    """``Sandbox`` whose workers come from a ``ForkServer`` (same worker, same protocol). The
-    worker's arguments mirror ``Sandbox._spawn``."""
+    """``Sandbox`` whose workers come from a ``ForkServer``: ``Sandbox._spawn`` builds the worker's
+    command as always, and the command is forked instead of executed. A command this cannot
+    reproduce (another program, a ``preexec_fn``, other pipes) is started as a real process."""
 
     def __init__(self, *args, server: ForkServer, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._server = server
 
     def _spawn(self) -> None:
-        self.worker_starts += 1
-        argv = ["--hw", self.hw, "--submission", str(self.submission), "--release", str(self.release),
-                "--device", self.device, "--skip", ",".join(sorted(self.skip)),
-                "--memory-gb", str(self.memory_gb), "--log", str(self.workdir / "worker.log")]
-        self._proc = self._server.spawn(argv)
-        self._reader = _LineReader(self._proc.stdout)
-        self._ready = False
+        real = sandbox_module.subprocess
+        sandbox_module.subprocess = types.SimpleNamespace(**{**vars(real), "Popen": self._popen})
+        try:
+            super()._spawn()
+        finally:
+            sandbox_module.subprocess = real
+
+    def _popen(self, cmd, **kwargs):
+        expected = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL,
+                    "start_new_session": True}
+        forkable = (list(cmd[:3]) == [sys.executable, "-m", "autograder.worker"]
+                    and set(kwargs) <= {*expected, "cwd", "env"}
+                    and all(kwargs.get(k) == v for k, v in expected.items()))
+        if not forkable:
+            return subprocess.Popen(cmd, **kwargs)
+        return self._server.spawn(list(cmd[3:]), kwargs.get("cwd") or REPO_ROOT,
+                                  kwargs.get("env") or dict(os.environ))

@@ -103,7 +103,7 @@ def stage(source: Path, release: Path, dest: Path) -> Staged:
         shutil.copyfile(path, staged.folder / name)
         where = path.relative_to(source).as_posix()
         staged.chosen[name] = where
-        if where != name and where != f"{hw}/{name}":
+        if path.name != name:
             staged.notes.append(f"graded {where!r} as {name}")
     missing = sorted(set(released_notebooks(release)) - set(chosen))
     if missing:
@@ -148,7 +148,7 @@ def students_in(submissions: Path) -> list[Student]:
     if not submissions.is_dir():
         raise SubmissionError(f"--submissions {submissions}: is a file, not a folder (expected a "
                               f"folder with one sub-folder or .zip per student)")
-    if (submissions / "submitted").is_dir() and not (submissions / "submitted").name.endswith(".zip"):
+    if (submissions / "submitted").is_dir():
         submissions = submissions / "submitted"
     entries = sorted(p for p in submissions.iterdir() if not p.name.startswith((".", "_")))
     if any(p.suffix.lower() == ".ipynb" for p in entries):

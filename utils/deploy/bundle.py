@@ -59,15 +59,17 @@ def check_homework(hw: str, root: Path = REPO_ROOT) -> None:
                              f"{', '.join(known) or 'none'}; run `make release` and `make references`)")
 
 
-def copy_kit(hw: str, dest: Path, root: Path = REPO_ROOT) -> None:
-    """The kit's shared code and homework ``hw``'s release, as the bundles need them."""
+def copy_kit(hw: str, dest: Path, root: Path = REPO_ROOT, leave_out: tuple[str, ...] = ()) -> None:
+    """The kit's shared code and homework ``hw``'s release, as the bundles need them
+    (``leave_out``: names of grading-core modules not to copy)."""
     for name in KIT_PACKAGES:
         copy_tree(root / name, dest / name, root)
     for name in KIT_FILES:
         shutil.copy2(root / name, dest / name)
     (dest / "autograder").mkdir(parents=True, exist_ok=True)
     for path in sorted((root / "autograder").glob("*.py")):
-        shutil.copy2(path, dest / "autograder" / path.name)
+        if path.name not in leave_out:
+            shutil.copy2(path, dest / "autograder" / path.name)
     copy_tree(root / "assignments" / hw, dest / "assignments" / hw, root)
 
 
