@@ -3,8 +3,8 @@
 Starting ``python -m autograder.worker`` costs seconds per submission (the interpreter, torch, the
 kit). A ``ForkServer`` is forked from a process that has imported torch and the kit but has never
 loaded a reference, a result or student code; on request it forks a grading worker that runs
-``autograder.worker.main`` exactly as the command would, so the worker starts with everything
-imported and nothing secret in memory (the scoring process, which does hold the references, is
+``autograder.worker.main`` with the arguments, folder and environment of the command that
+``Sandbox._spawn`` builds, so the worker starts with everything imported and nothing secret in memory (the scoring process, which does hold the references, is
 never the one that forks a worker).
 
 Each worker is double-forked and re-parented to the process that owns the server (a Linux child

@@ -1,8 +1,8 @@
 """Written answers (nbgrader manually graded cells): grading by question, and the manual scores.
 
-For each question, ``written/<grade_id>.html`` shows the prompt, the model answer with its rubric
-(from the solutions) and every student's answer below it, so a TA grades one question across the
-class. The TA types the points into ``manual_scores.csv`` (one row per student, one column per
+For each question, ``written/<grade_id>.html`` shows the prompt, then every student's answer beside
+the model answer and its rubric (from the solutions; they stay in view while scrolling), so a TA
+grades one question across the class. The TA types the points into ``manual_scores.csv`` (one row per student, one column per
 question); ``autograder.batch`` merges that file into the gradebook at every run.
 """
 from __future__ import annotations
@@ -95,15 +95,16 @@ def write_question_pages(out: Path, asked: list[Question], by_student: dict[str,
             shown = html.escape(text) if text is not None else "<em>(no answer cell)</em>"
             rows.append(f"<tr><td class='who'>{html.escape(student)}</td><td><pre>{shown}</pre></td></tr>")
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(q.grade_id)}</title>
-<style>body{{font-family:sans-serif;max-width:75em;margin:auto}} pre{{white-space:pre-wrap}}
-.model{{background:#eef7ee;padding:.5em}} .rubric{{background:#fff6e0;padding:.5em}}
-td{{vertical-align:top;border-top:1px solid #ccc;padding:.4em}} .who{{font-weight:bold;width:12em}}</style>
+<style>body{{font-family:sans-serif;margin:1em}} pre{{white-space:pre-wrap;margin:0}}
+.grid{{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}} .side{{position:sticky;top:0;align-self:start;
+max-height:100vh;overflow:auto}} .model{{background:#eef7ee;padding:.5em}} .rubric{{background:#fff6e0;padding:.5em}}
+td{{vertical-align:top;border-top:1px solid #ccc;padding:.4em}} .who{{font-weight:bold;width:10em}}</style>
 </head><body><h1>{html.escape(q.grade_id)} ({q.points:g} points, {html.escape(q.notebook)})</h1>
-<h2>Question</h2><pre>{html.escape(q.prompt)}</pre>
-<h2>Model answer</h2><div class="model"><pre>{html.escape(q.model_answer)}</pre></div>
-<h2>Rubric</h2><div class="rubric"><pre>{html.escape(q.rubric)}</pre></div>
-<h2>Answers ({len(rows)} students)</h2><p>Enter points in manual_scores.csv, column {html.escape(q.grade_id)}.</p>
-<table>{''.join(rows)}</table></body></html>"""
+<pre>{html.escape(q.prompt)}</pre>
+<div class="grid"><div><h2>Answers ({len(rows)} students)</h2>
+<p>Enter points in manual_scores.csv, column {html.escape(q.grade_id)}.</p><table>{''.join(rows)}</table></div>
+<div class="side"><h2>Model answer</h2><div class="model"><pre>{html.escape(q.model_answer)}</pre></div>
+<h2>Rubric</h2><div class="rubric"><pre>{html.escape(q.rubric)}</pre></div></div></div></body></html>"""
         (out / f"{q.grade_id}.html").write_text(page, encoding="utf-8")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -86,27 +87,36 @@ def grade_class(hw: str, n: int, jobs: int, serial_sample: int | None) -> None:
         names = make_class(root, hw, counts)
         print(f"class of {n}: {counts}; unit time limit {CLASS_UNIT_TIMEOUT} s; load average "
               f"{os.getloadavg()[0]:.2f}")
-        started = time.monotonic()
+        started, cpu0 = time.monotonic(), _children_cpu()
         proc = subprocess.run([sys.executable, "-m", "autograder.batch", "--submissions", str(root),
                                "--out", str(Path(tmp) / "batch"), "--hw", hw, "--jobs", str(jobs),
                                "--unit-timeout", CLASS_UNIT_TIMEOUT], cwd=REPO_ROOT, capture_output=True,
                               text=True)
-        batch = time.monotonic() - started
+        batch, batch_cpu = time.monotonic() - started, _children_cpu() - cpu0
         if proc.returncode != 0:
             raise SystemExit(f"batch grading failed:\n{proc.stderr[-3000:]}")
-        print(f"python -m autograder.batch --jobs {jobs}: {batch:.1f} s ({batch / n:.2f} s per submission)")
+        print(f"python -m autograder.batch --jobs {jobs}: {batch:.1f} s wall, {batch_cpu:.1f} s CPU "
+              f"({batch_cpu / n:.2f} CPU s per submission)")
         sample = names[:: max(1, n // serial_sample)][:serial_sample] if serial_sample else names
-        started = time.monotonic()
+        started, cpu0 = time.monotonic(), _children_cpu()
         for name in sample:
             subprocess.run([sys.executable, "-m", "pytest", "autograder/", "--submission", str(root / name),
                             "--hw", hw, "--unit-timeout", CLASS_UNIT_TIMEOUT, "-q", "-p", "no:cacheprovider",
                             "--results", str(Path(tmp) / "serial" / name / "results.json")],
                            cwd=REPO_ROOT, capture_output=True, text=True)
         serial = (time.monotonic() - started) * n / len(sample)
+        serial_cpu = (_children_cpu() - cpu0) * n / len(sample)
         how = "measured" if len(sample) == n else f"extrapolated from {len(sample)} of them"
-        print(f"serial `make grade` loop: {serial:.1f} s ({how}; {serial / n:.2f} s per submission)")
-        print(f"-> batch grading is {serial / batch:.1f}x faster; 400 submissions would take about "
-              f"{400 * batch / n / 60:.1f} min")
+        print(f"serial `make grade` loop: {serial:.1f} s wall, {serial_cpu:.1f} s CPU ({how}; "
+              f"{serial_cpu / n:.2f} CPU s per submission)")
+        print(f"-> batch grading: {serial / batch:.1f}x less wall time, {serial_cpu / batch_cpu:.1f}x less "
+              f"CPU; 400 submissions: about {400 * batch / n / 60:.1f} min at this run's pace, "
+              f"{400 * batch_cpu / n / 60 / jobs:.1f} min of {jobs} fully available cores")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> None:
