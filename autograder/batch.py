@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import gc
 import importlib
 import json
 import os
@@ -83,6 +84,8 @@ def preload(hw: str) -> None:
             if cell["cell_type"] == "code" and str(cell["metadata"].get("nbgrader", {}).get("grade_id", "")
                                                   ).startswith("given_"):
                 _import_top_level(cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"]))
+    gc.collect()
+    gc.freeze()  # forked processes then never copy these objects' pages when the collector runs
 
 
 def _import_top_level(source: str) -> None:

@@ -83,6 +83,8 @@ def run_check(test: Callable, submission: SandboxSubmission) -> CheckResult:
         kind, message = err.kind, str(err)
     except pytest.skip.Exception as err:
         kind, message = "skipped", str(err)
+    except pytest.fail.Exception as err:  # pytest.fail() in a check: a failed check like any other
+        kind, message = fb.WRONG, str(err)
     except Exception as err:  # a check that crashed on an unexpected answer: still feedback
         kind = fb.ERROR
         message = f"the check could not handle the result: {type(err).__name__}: {err}"

@@ -68,8 +68,11 @@ def test_student_kit_holds_nothing_hidden_or_solved(student_kit):
     snippets = solution_snippets(HW)
     assert any("box_a" in s for s in snippets) and len(snippets) > 50  # the model answers' own lines
     from autograder.grading import graded_tests
-    hidden_titles = {t.graded.title for t in graded_tests(HW) if not t.graded.public}
-    for needle in {"BEGIN SOLUTION", "END SOLUTION", *hidden, *hidden_titles, *snippets}:
+    hidden_tests = [t for t in graded_tests(HW) if not t.graded.public]
+    hidden_titles = {t.graded.title for t in hidden_tests}
+    hidden_functions = {t.__name__ for t in hidden_tests if t.__qualname__ == t.__name__}  # module level
+    assert hidden_functions and hidden_titles
+    for needle in {"BEGIN SOLUTION", "END SOLUTION", *hidden, *hidden_titles, *hidden_functions, *snippets}:
         escaped = json.dumps(needle)[1:-1]
         leaks = [name for name, text in files.items() if needle in text or escaped in text]
         assert not leaks, (needle, leaks)
@@ -177,3 +180,49 @@ def test_gradescope_without_notebooks_still_writes_results(gradescope_root, tmp_
     (tmp_path / "empty" / "notes.txt").write_text("forgot the notebooks")
     results = _run_autograder(gradescope_root, tmp_path / "empty")
     assert results["score"] == 0 and "No notebook of this homework" in results["output"]
+
+
+SOURCE_WITH_HIDDEN = '''
+CASES = (
+    Case("public one", make),
+    Case("secret one", make, public=False),  # trailing comment kept
+    Case("secret two",
+         make, public=False),
+)
+SEEDED = tuple(Case(f"seed {s}", make, public=s < 2) for s in range(4))
+ALL_SECRET = [Case(f"big {n}", make, public=False) for n in (1, 2)]
+NAMES = ("public one", "secret one")
+
+
+@graded("u", 1, "public check")
+def test_public(submission):
+    pass
+
+
+@graded("u", 1, "hidden check", False)
+def test_hidden(submission):
+    check(submission, "secret one")
+
+
+def factory(unit):
+    @graded(unit, 1, "made hidden", public=False)
+    def hidden(submission):
+        pass
+    return hidden
+'''
+
+
+def test_public_only_filter_removes_every_hidden_pattern():
+    from utils.deploy.public_only import filter_source
+
+    text, removed = filter_source(SOURCE_WITH_HIDDEN, "x.py", {"secret one", "secret two"})
+    for secret in ("secret one", "secret two", "hidden check", "made hidden", "test_hidden", "big {n}"):
+        assert secret not in text, secret
+    assert "public one" in text and "public check" in text and "# trailing comment kept" in text
+    assert "if (s < 2)" in text and "    hidden = None" in text
+    ns = {"Case": lambda name, make, public=True: (name, public), "make": None,
+          "graded": lambda *a, **k: (lambda fn: fn), "check": None}
+    exec(compile(text, "x.py", "exec"), ns)
+    assert ns["CASES"] == (("public one", True),) and ns["ALL_SECRET"] == ()
+    assert [name for name, _ in ns["SEEDED"]] == ["seed 0", "seed 1"] and ns["NAMES"] == ("public one",)
+    assert ns["factory"]("u") is None and len(removed) == 7  # 2 tests, 4 cases, 1 name
