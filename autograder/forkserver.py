@@ -39,8 +39,8 @@ def _set_child_subreaper() -> None:
 class ForkedProcess:
     """The part of ``subprocess.Popen`` that ``Sandbox`` uses, for a worker forked by the server."""
 
-    def __init__(self, pid: int, stdin, stdout) -> None:
-        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+    def __init__(self, pid: int, stdin, stdout, stderr=None) -> None:
+        self.pid, self.stdin, self.stdout, self.stderr = pid, stdin, stdout, stderr
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -59,9 +59,10 @@ class ForkedProcess:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired("autograder.worker", timeout)
             time.sleep(POLL_SECONDS)
-        for stream in (self.stdin, self.stdout):
+        for stream in (self.stdin, self.stdout, self.stderr):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
         return self.returncode
@@ -82,22 +83,24 @@ class ForkServer:
         theirs.close()
         self.pid, self._sock = pid, ours
 
-    def spawn(self, argv: list[str], cwd: str, env: dict[str, str]) -> ForkedProcess:
+    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stderr_pipe: bool = False) -> ForkedProcess:
         """A worker running ``autograder.worker.main(argv)`` in ``cwd`` with environment ``env``,
-        with pipes for stdin and stdout."""
+        with pipes for stdin and stdout (and stderr if ``stderr_pipe``, else /dev/null)."""
         to_worker, from_server = os.pipe()
         to_server, from_worker = os.pipe()
+        err_read, err_write = os.pipe() if stderr_pipe else (None, os.open(os.devnull, os.O_WRONLY))
         request = json.dumps({"argv": argv, "cwd": str(cwd), "env": dict(env)}).encode()
         try:
-            socket.send_fds(self._sock, [request], [to_worker, from_worker])
+            socket.send_fds(self._sock, [request], [to_worker, from_worker, err_write])
             reply = self._sock.recv(MESSAGE_BYTES)
         finally:
-            os.close(to_worker)
-            os.close(from_worker)
+            for fd in (to_worker, from_worker, err_write):
+                os.close(fd)
         if not reply:
             raise RuntimeError("the fork server stopped")
+        stderr = os.fdopen(err_read, "rb", buffering=0) if err_read is not None else None
         return ForkedProcess(int(reply), os.fdopen(from_server, "wb", buffering=0),
-                             os.fdopen(to_server, "rb", buffering=0))
+                             os.fdopen(to_server, "rb", buffering=0), stderr)
 
     def close(self) -> None:
         self._sock.close()  # the server sees the end of its socket and exits
@@ -111,7 +114,7 @@ def _serve(sock: socket.socket) -> None:
     """The server's loop (in the forked server); never returns."""
     try:
         while True:
-            message, fds, _, _ = socket.recv_fds(sock, MESSAGE_BYTES, 2)
+            message, fds, _, _ = socket.recv_fds(sock, MESSAGE_BYTES, 3)
             if not message:
                 break
             request = json.loads(message)
@@ -144,23 +147,31 @@ def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        os.dup2(fds[0], 0)
-        os.dup2(fds[1], 1)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        for fd in (*fds, devnull):
-            os.close(fd)
+        for target, fd in enumerate(fds):  # stdin, stdout, stderr
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
         sys.stdin = open(0, "r", closefd=False)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         from autograder import worker
 
+        sys.argv = [worker.__file__, *request["argv"]]
+
         worker.main(request["argv"])
         code = 0
+    except SystemExit as err:  # argparse and explicit exits, as the command would end
+        code = err.code if isinstance(err.code, int) else 1
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         os._exit(code)
 
 
@@ -182,12 +193,13 @@ class ForkedSandbox(Sandbox):
             sandbox_module.subprocess = real
 
     def _popen(self, cmd, **kwargs):
-        expected = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL,
-                    "start_new_session": True}
+        expected = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "start_new_session": True}
         forkable = (list(cmd[:3]) == [sys.executable, "-m", "autograder.worker"]
-                    and set(kwargs) <= {*expected, "cwd", "env"}
-                    and all(kwargs.get(k) == v for k, v in expected.items()))
+                    and set(kwargs) <= {*expected, "stderr", "cwd", "env"}
+                    and all(kwargs.get(k) == v for k, v in expected.items())
+                    and kwargs.get("stderr") in (subprocess.PIPE, subprocess.DEVNULL))
         if not forkable:
             return subprocess.Popen(cmd, **kwargs)
         return self._server.spawn(list(cmd[3:]), kwargs.get("cwd") or REPO_ROOT,
-                                  kwargs.get("env") or dict(os.environ))
+                                  kwargs.get("env") or dict(os.environ),
+                                  stderr_pipe=kwargs["stderr"] == subprocess.PIPE)
