@@ -10,8 +10,12 @@ HW ?= retinaface
 MODEL ?= retinaface
 
 PARAMS ?=
+HW ?= retinaface
+SUBMISSIONS ?= submitted
+GRADES ?= outputs/grades/class
+JOBS ?= 2
 
-.PHONY: demo test release check-release references solutions grade venv
+.PHONY: demo test release check-release references solutions grade venv student-kit gradescope grade-class
 
 venv: $(STAMP)
 
@@ -53,3 +57,15 @@ solutions: $(STAMP)
 grade: $(STAMP)
 	$(PY) -m pytest autograder/ --submission $(SUBMISSION) --results $(RESULTS) -q $(if $(filter command line,$(origin HW)),--hw $(HW)); \
 	status=$$?; echo "results: $(RESULTS)"; [ $$status -le 1 ]
+
+## student-kit: outputs/dist/$(HW)-student.zip: release, given code, public checks only (make student-kit HW=dsfd)
+student-kit: $(STAMP)
+	$(PY) -m utils.deploy student-kit --hw $(HW)
+
+## gradescope: outputs/dist/$(HW)-autograder.zip for Gradescope (all checks; private: holds the solutions)
+gradescope: $(STAMP)
+	$(PY) -m utils.deploy gradescope --hw $(HW)
+
+## grade-class: grade every submission in SUBMISSIONS (one folder or zip per student) into GRADES
+grade-class: $(STAMP)
+	$(PY) -m autograder.batch --submissions $(SUBMISSIONS) --out $(GRADES) --hw $(HW) --jobs $(JOBS)

@@ -1,18 +1,26 @@
-"""How long grading takes: the whole autograder on the solutions, and each unit.
+"""How long grading takes: the whole autograder on the solutions, each unit, and a whole class.
 
     python -m bench.grading [--hw retinaface] [--baseline/--no-baseline]
+    python -m bench.grading --class 40 [--jobs 2] [--serial-sample 40]
 
 Prints (1) the wall time of ``pytest autograder/ --submission solutions`` as a TA runs it,
 (2) the kit's sandbox: one worker start-up per submission, then one fork per unit, with the time of
 each unit, and (3) the same units with a fresh worker per unit — the naive isolation that pays
 start-up (importing torch, loading the notebooks) for every unit — and the ratio of the two.
+
+``--class N`` instead grades a generated class of N submissions (correct, stubs, classic mistakes,
+hostile: ``tests.classroom``) with ``python -m autograder.batch --jobs J`` and, as the baseline, the
+serial loop of ``make grade`` (one ``pytest autograder/`` per submission) on ``--serial-sample`` of
+them (all by default; fewer are extrapolated linearly, and the output says so).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,12 +67,72 @@ def worker_per_unit(hw: str, folder: Path) -> float:
     return time.monotonic() - started
 
 
+CLASS_MIX = {"correct": 0.4, "stub": 0.2, "mistake": 0.25, "hostile": 0.15}
+CLASS_UNIT_TIMEOUT = "5"
+
+
+def class_counts(n: int) -> dict[str, int]:
+    counts = {kind: int(n * share) for kind, share in CLASS_MIX.items()}
+    counts["correct"] += n - sum(counts.values())
+    return counts
+
+
+def grade_class(hw: str, n: int, jobs: int, serial_sample: int | None) -> None:
+    """Batch grading of a generated class against the serial ``make grade`` loop."""
+    from tests.classroom import make_class
+
+    with tempfile.TemporaryDirectory(prefix="bench-class-") as tmp:
+        root = Path(tmp) / "submitted"
+        counts = class_counts(n)
+        names = make_class(root, hw, counts)
+        print(f"class of {n}: {counts}; unit time limit {CLASS_UNIT_TIMEOUT} s; load average "
+              f"{os.getloadavg()[0]:.2f}")
+        started, cpu0 = time.monotonic(), _children_cpu()
+        proc = subprocess.run([sys.executable, "-m", "autograder.batch", "--submissions", str(root),
+                               "--out", str(Path(tmp) / "batch"), "--hw", hw, "--jobs", str(jobs),
+                               "--unit-timeout", CLASS_UNIT_TIMEOUT], cwd=REPO_ROOT, capture_output=True,
+                              text=True)
+        batch, batch_cpu = time.monotonic() - started, _children_cpu() - cpu0
+        if proc.returncode != 0:
+            raise SystemExit(f"batch grading failed:\n{proc.stderr[-3000:]}")
+        print(f"python -m autograder.batch --jobs {jobs}: {batch:.1f} s wall, {batch_cpu:.1f} s CPU "
+              f"({batch_cpu / n:.2f} CPU s per submission)")
+        sample = names[:: max(1, n // serial_sample)][:serial_sample] if serial_sample else names
+        started, cpu0 = time.monotonic(), _children_cpu()
+        for name in sample:
+            subprocess.run([sys.executable, "-m", "pytest", "autograder/", "--submission", str(root / name),
+                            "--hw", hw, "--unit-timeout", CLASS_UNIT_TIMEOUT, "-q", "-p", "no:cacheprovider",
+                            "--results", str(Path(tmp) / "serial" / name / "results.json")],
+                           cwd=REPO_ROOT, capture_output=True, text=True)
+        serial = (time.monotonic() - started) * n / len(sample)
+        serial_cpu = (_children_cpu() - cpu0) * n / len(sample)
+        how = "measured" if len(sample) == n else f"extrapolated from {len(sample)} of them"
+        print(f"serial `make grade` loop: {serial:.1f} s wall, {serial_cpu:.1f} s CPU ({how}; "
+              f"{serial_cpu / n:.2f} CPU s per submission)")
+        print(f"-> batch grading: {serial / batch:.1f}x less wall time, {serial_cpu / batch_cpu:.1f}x less "
+              f"CPU; 400 submissions: about {400 * batch / n / 60:.1f} min at this run's pace, "
+              f"{400 * batch_cpu / n / 60 / jobs:.1f} min of {jobs} fully available cores")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hw", default="retinaface")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="also time a fresh worker per unit (slow)")
+    parser.add_argument("--class", dest="class_size", type=int, default=0,
+                        help="grade a generated class of this many submissions instead")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--serial-sample", type=int, default=None,
+                        help="time the serial baseline on this many submissions (default all)")
     args = parser.parse_args(argv)
+    if args.class_size:
+        grade_class(args.hw, args.class_size, args.jobs, args.serial_sample)
+        return
     folder = REPO_ROOT / "solutions" / args.hw
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     wall = pytest_wall_time(folder)

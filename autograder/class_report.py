@@ -1,0 +1,100 @@
+"""A class's results: the gradebook (CSV), a summary (Markdown) and two plots.
+
+``gradebook.csv``: one row per student: the points of each unit (notebook order), each written
+question (from manual_scores.csv; empty until a TA scores it), and the total. ``summary.md``: the
+spread of totals and, per unit, the share of students with full marks, so the exercises the class
+failed stand out; ``score_histogram.png`` and ``unit_pass_rate.png`` show the same.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+HISTOGRAM_BINS = 20
+
+
+def gradebook(path: Path, reports: dict[str, dict], units: list[str], written: list[str],
+              manual: dict[str, dict[str, float]]) -> list[dict]:
+    """Write ``path``; returns its rows. ``reports``: {student: report dict (engine.Report)}."""
+    rows = []
+    for student, report in sorted(reports.items()):
+        scores = unit_scores(report)
+        row = {"student": student}
+        row.update({u: f"{scores[u][0]:g}" if u in scores else "" for u in units})
+        row.update({q: f"{manual.get(student, {})[q]:g}" if q in manual.get(student, {}) else ""
+                    for q in written})
+        total = sum(s for s, _ in scores.values()) + sum(manual.get(student, {}).values())
+        row["total"] = f"{total:g}"
+        row["status"] = report.get("status", "graded")
+        rows.append(row)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["student", *units, *written, "total", "status"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def unit_scores(report: dict) -> dict[str, tuple[float, float]]:
+    out: dict[str, list[float]] = {}
+    for c in report.get("checks", []):
+        if c["kind"] != "skipped":
+            s = out.setdefault(c["unit"], [0.0, 0.0])
+            s[0] += c["score"]
+            s[1] += c["points"]
+    return {u: (s[0], s[1]) for u, s in out.items()}
+
+
+def pass_rates(reports: dict[str, dict], units: list[str]) -> dict[str, float]:
+    """{unit: share of the graded students with full marks on it}."""
+    graded = [unit_scores(r) for r in reports.values() if r.get("status", "graded") == "graded"]
+    return {u: (sum(1 for s in graded if u in s and s[u][0] >= s[u][1] > 0) / len(graded) if graded else 0.0)
+            for u in units}
+
+
+def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[str], max_auto: float,
+            failed: dict[str, list[str]]) -> Path:
+    """Write ``summary.md`` and the two plots into ``out``; ``failed``: {status: students}."""
+    totals = [float(r["total"]) for r in rows]
+    rates = pass_rates(reports, units)
+    _plots(out, totals, rates, max_auto)
+    lines = [f"# Class summary ({len(rows)} students)", ""]
+    if totals:
+        lines += [f"Total (autograded, plus written answers scored so far): mean {statistics.mean(totals):.1f}, "
+                  f"median {statistics.median(totals):g}, min {min(totals):g}, max {max(totals):g}; "
+                  f"autograded maximum {max_auto:g}.", ""]
+    lines += ["| unit | students with full marks |", "|---|---|"]
+    lines += [f"| {u} | {rates[u]:.0%} |" for u in sorted(units, key=lambda u: rates[u])]
+    for status, who in sorted(failed.items()):
+        lines += ["", f"Not graded ({status}; scored 0, look at them by hand): " + ", ".join(who)]
+    lines += ["", "![scores](score_histogram.png) ![units](unit_pass_rate.png)"]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _plots(out: Path, totals: list[float], rates: dict[str, float], max_auto: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(totals, bins=HISTOGRAM_BINS, range=(0, max(max_auto, max(totals, default=0)) or 1),
+            color="#4c72b0")
+    ax.set_xlabel("total points")
+    ax.set_ylabel("students")
+    ax.set_title("Scores")
+    fig.tight_layout()
+    fig.savefig(out / "score_histogram.png", dpi=100)
+    plt.close(fig)
+    units = list(rates)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(units) + 1.2))
+    ax.barh(units, [100 * rates[u] for u in units], color="#55a868")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("students with full marks (%)")
+    ax.set_title("Pass rate per unit")
+    fig.tight_layout()
+    fig.savefig(out / "unit_pass_rate.png", dpi=100)
+    plt.close(fig)
