@@ -32,6 +32,7 @@ cfg_vgg16 = {
     "compensation_min_iou": 0.1,          # ... from anchors down to this IoU
     "das_prob": 0.5,                      # probability of data-anchor-sampling per training image
     "image_size": 640,                    # training crop side (pixels), a multiple of steps[-1]
+    "source_strides": list(STEPS),        # the strides the source maps really have (= steps unless buggy)
 }
 
 
@@ -46,9 +47,10 @@ cfg_efficientnet_b1 = _efficientnet("efficientnet_b1", [2, 3, 5, 7], [24, 40, 11
 # The course project's B0 taps (stage 5 end, stage 6 end, stage 7, head: strides 16, 32, 32, 32).
 cfg_efficientnet_b0_project = {**_efficientnet("efficientnet_b0", [5, 6, 7, 8],
                                                [112, 192, 320, 1280, 640, 320]),
-                               "name": "efficientnet_b0_project", "check_strides": False}
+                               "name": "efficientnet_b0_project", "check_strides": False,
+                               "source_strides": [16, 32, 32, 32, 64, 128]}
 
-LITE_WIDTH = 0.25          # VGG-lite: a quarter of the channels
+LITE_WIDTH = 0.125         # VGG-lite: an eighth of the channels
 LITE_EFFICIENT_WIDTH = 0.5  # EfficientNet-lite: half the channels (rounded to multiples of 8)
 LITE_IMAGE_SIZE = 256
 
@@ -60,7 +62,7 @@ def _lite(cfg: dict, width: float, channels: list[int]) -> dict:
 
 CONFIGS = {cfg["name"]: cfg for cfg in (
     cfg_vgg16, cfg_efficientnet_b0, cfg_efficientnet_b1, cfg_efficientnet_b0_project,
-    _lite(cfg_vgg16, LITE_WIDTH, [64, 128, 128, 256, 128, 64]),
+    _lite(cfg_vgg16, LITE_WIDTH, [32, 64, 64, 128, 64, 32]),
     _lite(cfg_efficientnet_b0, LITE_EFFICIENT_WIDTH, [16, 24, 56, 160, 320, 160]),
     _lite(cfg_efficientnet_b1, LITE_EFFICIENT_WIDTH, [16, 24, 56, 160, 320, 160]),
     _lite(cfg_efficientnet_b0_project, LITE_EFFICIENT_WIDTH, [56, 96, 160, 640, 320, 160]),
