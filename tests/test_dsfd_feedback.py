@@ -2,6 +2,7 @@
 solutions (the solution cell with one edit), the copy is graded once as a TA would (``pytest
 autograder/ --hw dsfd`` in a subprocess), and the feedback must say what went wrong."""
 import json
+import re
 
 import pytest
 
@@ -38,8 +39,7 @@ MISTAKES = {
 def solution_source(notebook: str, grade_id: str) -> str:
     cells = json.loads((REPO_ROOT / "solutions" / "dsfd" / notebook).read_text())["cells"]
     [cell] = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id]
-    return "".join(cell["source"]).replace("    ### BEGIN SOLUTION\n", "").replace("    ### END SOLUTION\n", "") \
-        .replace("        ### BEGIN SOLUTION\n", "").replace("        ### END SOLUTION\n", "")
+    return re.sub(r"(?m)^[ ]*### (BEGIN|END) SOLUTION\n", "", "".join(cell["source"]))
 
 
 @pytest.fixture(scope="module")
