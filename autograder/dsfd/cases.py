@@ -209,12 +209,14 @@ def random_faces(n: int, g: torch.Generator, low: float = 0.02, high: float = 0.
 def _compensation_inputs(faces: int, size: int, seed: int, min_anchors: int, min_iou: float = 0.1) -> dict:
     g = torch.Generator().manual_seed(seed)
     truths = random_faces(faces, g, 0.03, 0.4)
-    priors = _loop_free_priors(size, STEPS, ANCHOR_SIZES)
+    priors = _square_priors(size, STEPS, ANCHOR_SIZES)
     iou = overlaps(truths, priors)
     return {"iou": iou, "assigned": match_anchors(iou, 0.35), "min_anchors": min_anchors, "min_iou": min_iou}
 
 
-def _loop_free_priors(size: int, steps, sizes) -> torch.Tensor:
+def _square_priors(size: int, steps, sizes) -> torch.Tensor:
+    """[P, 4] float64 anchors (cx, cy, w, h) of a size x size image, one per cell of each level: the
+    case inputs' own anchors (built here, independently of the student's pal_priors)."""
     rows = []
     for step, s in zip(steps, sizes):
         n = -(-size // step)
@@ -251,8 +253,8 @@ COMPENSATION_CASES = (
 def _loss_inputs(seed: int, batch: int, faces: tuple, size: int = 128, **overrides) -> dict:
     g = torch.Generator().manual_seed(seed)
     cfg = get_config("vgg16_lite", **overrides)
-    first = _loop_free_priors(size, cfg["steps"], [s / 2 for s in cfg["anchor_sizes"]]).float()
-    second = _loop_free_priors(size, cfg["steps"], cfg["anchor_sizes"]).float()
+    first = _square_priors(size, cfg["steps"], [s / 2 for s in cfg["anchor_sizes"]]).float()
+    second = _square_priors(size, cfg["steps"], cfg["anchor_sizes"]).float()
     p = first.shape[0]
     predictions = tuple(torch.randn(batch, p, k, generator=g) for k in (4, 2, 4, 2))
     targets = [random_faces(n, g, 0.03, 0.5).float() for n in faces]
@@ -262,7 +264,7 @@ def _loss_inputs(seed: int, batch: int, faces: tuple, size: int = 128, **overrid
 def _run_loss(ns, x, device):
     loss = ns.ProgressiveAnchorLoss(x["cfg"])
     parts = loss(x["predictions"], x["priors"], x["targets"])
-    return {k: v for k, v in dict(parts).items()}
+    return dict(parts)
 
 
 LOSS_PARTS = ("loc_first", "conf_first", "loc_second", "conf_second")

@@ -12,7 +12,7 @@ from torchvision.models.efficientnet import _efficientnet_conf
 
 from autograder.dsfd import cases, oracles
 from autograder.explain import expect_parameter_shapes, expect_rows, fail, noting
-from autograder.feedback import expect_close, expect_equal, expect_type, GradingFailure, describe
+from autograder.feedback import describe, expect_close, expect_equal, expect_type
 
 FILTER_DIVISOR = 8
 PIXEL_TOLERANCE = 1          # uint8 levels: the crop against cv2.warpAffine from the returned info
