@@ -40,6 +40,7 @@ from utils.detectors.weights import load_weights
 # The one registration line per homework: name -> adapter module.
 ADAPTERS = {
     "retinaface": "utils.detectors.retinaface",
+    "dsfd": "utils.detectors.dsfd",
 }
 
 

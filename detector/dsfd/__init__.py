@@ -1,0 +1,1 @@
+"""Given (non-graded) parts of the DSFD homework: configurations, backbones, box coding, matching."""

@@ -1,0 +1,182 @@
+"""DSFD (the extension homework) behind the kit's detector interface (``utils.detectors``), and the
+glue its experiment notebook uses: ``Homework`` (the notebook definitions training needs),
+``DsfdAugment`` (data-anchor-sampling mixed with the kit's square crops), ``train_dsfd`` and
+``make_detector``.
+
+Inputs of the model must have sides that are multiples of the largest step (128): training crops
+are, and the detector pads every batch bottom/right with the mean colour (``PaddedDetector``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import math
+
+import numpy as np
+import torch
+
+from data.augment import TrainAugment, mirror, photometric_distort, shift_and_scale, to_tensor
+from data.widerface import WiderFaceDataset, detection_collate
+from detector.dsfd.boxes import decode
+from detector.dsfd.config import CONFIGS
+from utils.detectors.notebooks import NotebookCode
+from utils.inference import Detector
+from utils.train import TrainResult, fit
+from utils.train_config import TrainConfig
+
+NAME = "dsfd"
+LITE = "vgg16_lite"
+MODEL_NOTEBOOK, TRAINING_NOTEBOOK = "1_model.ipynb", "3_anchors_loss_sampling.ipynb"
+NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
+# The demo's recipe (VGG-16-lite, crops of 256 px). bench.dsfd measures a VGG-16-lite training step at
+# 1.9x RetinaFace's demo step per image, so 1000 iterations of 16 should take about 20 minutes on 2 free
+# cores (RetinaFace: 1000 x 16 in 611 s); its AP was not measured (see the README section).
+DEMO = dict(image_size=256, max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
+            optimizer="sgd", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0)
+MIN_FACE_PX = 1.0            # boxes narrower or lower than this after data-anchor-sampling are dropped
+SMOKE_SIZE = (128, 128)      # input size used to check that the loaded functions run at all
+
+
+@dataclass(frozen=True)
+class Homework:
+    """The notebook definitions that training and evaluation need."""
+
+    DSFD: type
+    pal_priors: Callable
+    ProgressiveAnchorLoss: type
+    data_anchor_sampling: Callable
+
+
+def load_homework(code: NotebookCode) -> Homework:
+    """The model, anchors, loss and sampling of ``code``; the anchors run once on a tiny input so
+    that a stub is reported with its notebook now, not deep inside training."""
+    hw = Homework(code.get("DSFD", MODEL_NOTEBOOK), code.get("pal_priors", TRAINING_NOTEBOOK),
+                  code.get("ProgressiveAnchorLoss", TRAINING_NOTEBOOK),
+                  code.get("data_anchor_sampling", TRAINING_NOTEBOOK))
+    code.call("pal_priors", TRAINING_NOTEBOOK, CONFIGS[LITE], SMOKE_SIZE)
+    return hw
+
+
+class DsfdAugment:
+    """``(image uint8 BGR [H, W, 3], targets [n, 15] pixels, rng) -> (float32 [3, S, S] minus the mean,
+    targets [n', 15] in [0, 1])``: with probability ``das_prob`` (and at least one face) the
+    notebook's data-anchor-sampling, then photometric distortion and a mirror with probability 1/2
+    (faces whose centre left the crop are dropped, the rest clipped); otherwise the kit's
+    RetinaFace-style square crop (``data.augment.TrainAugment``)."""
+
+    def __init__(self, image_size: int, das_prob: float, das_fn: Callable, anchor_sizes) -> None:
+        self.image_size, self.das_prob, self.das_fn = int(image_size), float(das_prob), das_fn
+        self.anchor_sizes = tuple(anchor_sizes)
+        self.fallback = TrainAugment(self.image_size)
+
+    def __call__(self, image: np.ndarray, targets, rng: np.random.Generator):
+        targets = np.asarray(targets, dtype=np.float32).reshape(-1, 15)
+        size = self.image_size
+        if len(targets) and rng.random() < self.das_prob:
+            crop, boxes, info = self.das_fn(image, targets[:, :4], rng, anchor_sizes=self.anchor_sizes,
+                                            crop_size=size)
+            ratio, (x0, y0) = info["ratio"], info["offset"]
+            out = shift_and_scale(targets, x0 / ratio, y0 / ratio, ratio)
+            out[:, :4] = boxes
+            centres = (out[:, :2] + out[:, 2:4]) / 2
+            out = out[((centres >= 0) & (centres < size)).all(axis=1)]
+            out[:, :4] = np.clip(out[:, :4], 0, size)
+            out = out[((out[:, 2:4] - out[:, :2]) >= MIN_FACE_PX).all(axis=1)]
+            image = photometric_distort(np.ascontiguousarray(crop), rng)
+            if rng.random() < 0.5:
+                image, out = mirror(image, out)
+        else:
+            image, out = self.fallback.geometric(image, targets, rng)
+        normalised = shift_and_scale(out, 0.0, 0.0, 1.0 / size)
+        return to_tensor(image), torch.from_numpy(normalised)
+
+
+def misplaced_priors(cfg: dict, image_size) -> torch.Tensor:
+    """[2, P, 4] anchors of both shots as the course project's PriorBox made them when a source map's
+    real stride (``cfg['source_strides']``) differs from its step: one anchor per cell of the real
+    map, but centred at ``(j + 0.5) * step / W``, so the level's anchors cover only ``step / stride``
+    of each side (the project's B0 level 0 at 640 px: 40 x 40 cells x 4 px, the top-left quarter)."""
+    height, width = image_size
+    shots = ([], [])
+    for stride, step, size in zip(cfg["source_strides"], cfg["steps"], cfg["anchor_sizes"]):
+        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
+        cy, cx = torch.meshgrid((torch.arange(rows) + 0.5) * step / height,
+                                (torch.arange(cols) + 0.5) * step / width, indexing="ij")
+        for shot, side in zip(shots, (size / 2, size)):
+            wh = torch.tensor([side / width, side / height]).expand(rows * cols, 2)
+            shot.append(torch.cat([cx.reshape(-1, 1), cy.reshape(-1, 1), wh], dim=1))
+    return torch.stack([torch.cat(shots[0]), torch.cat(shots[1])]).float()
+
+
+def prior_function(hw: Homework, cfg: dict) -> Callable:
+    """``(H, W) -> [2, P, 4]`` both shots' anchors: the notebook's ``pal_priors``, or the project's
+    misplaced anchors for a config whose source strides differ from its steps."""
+    if list(cfg["source_strides"]) != list(cfg["steps"]):
+        return lambda size: misplaced_priors(cfg, size)
+    return lambda size: torch.stack(hw.pal_priors(cfg, size))
+
+
+def dsfd_criterion(loss: torch.nn.Module, pal: bool = True) -> Callable:
+    """``criterion(outputs, targets, priors) -> dict`` for ``utils.train.fit``; priors [2, P, 4] are
+    the two shots' anchors stacked. ``pal=False`` trains the second shot alone (PAL ablation)."""
+    def criterion(outputs, targets, priors):
+        parts = loss(outputs, (priors[0], priors[1]), targets)
+        return parts if pal else {k: v for k, v in parts.items() if k.endswith("second")}
+    return criterion
+
+
+def train_dsfd(hw: Homework, cfg: dict, data_root: str | Path, config: TrainConfig, pal: bool = True,
+               model: torch.nn.Module | None = None) -> TrainResult:
+    """Train ``model`` (a new ``hw.DSFD(cfg)`` seeded by ``config.seed`` when None) on
+    ``data_root/train`` with crops of ``cfg['image_size']`` pixels; ``cfg['das_prob']`` = 0 turns
+    data-anchor-sampling off, ``cfg['fem']`` False the FEM (a model without it)."""
+    if cfg["image_size"] % max(cfg["steps"]):
+        raise ValueError(f"cfg['image_size'] = {cfg['image_size']} must be a multiple of {max(cfg['steps'])}")
+    if model is None:
+        torch.manual_seed(config.seed)
+        model = hw.DSFD(cfg)
+    augment = DsfdAugment(cfg["image_size"], cfg["das_prob"], hw.data_anchor_sampling, cfg["anchor_sizes"])
+    dataset = WiderFaceDataset(data_root, "train", transform=augment, seed=config.seed)
+    return fit(model, dsfd_criterion(hw.ProgressiveAnchorLoss(cfg), pal), dataset, config,
+               collate_fn=detection_collate, prior_fn=prior_function(hw, cfg))
+
+
+class PaddedDetector(Detector):
+    """A ``Detector`` whose batches are zero-padded (the mean colour) bottom/right to multiples of
+    ``divisor``, the largest stride of DSFD; detections stay in each image's own pixels."""
+
+    def __init__(self, *args, divisor: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.divisor = int(divisor)
+
+    def prepare(self, images) -> torch.Tensor:
+        batch = super().prepare(images)
+        height, width = batch.shape[-2:]
+        pad_h, pad_w = -height % self.divisor, -width % self.divisor
+        return torch.nn.functional.pad(batch, (0, pad_w, 0, pad_h)) if pad_h or pad_w else batch
+
+
+def make_detector(hw: Homework, model: torch.nn.Module, cfg: dict, **options) -> Detector:
+    """A batched detector for ``model``: the second shot with the notebook's anchors."""
+    priors = prior_function(hw, cfg)
+    return PaddedDetector(model, lambda size: priors(size)[1], decode, None, cfg["variance"],
+                          divisor=max(cfg["steps"]), **options)
+
+
+# -- the detector interface (utils.detectors) ------------------------------------------------------
+def build_model(cfg: dict, code: NotebookCode) -> torch.nn.Module:
+    return code.get("DSFD", MODEL_NOTEBOOK)(cfg)
+
+
+def build_detector(model: torch.nn.Module, cfg: dict, code: NotebookCode, **options) -> Detector:
+    return make_detector(load_homework(code), model, cfg, **options)
+
+
+def train_model(model: torch.nn.Module, cfg: dict, data_root: str | Path, config: TrainConfig,
+                code: NotebookCode, pal: bool = True, das: bool = True) -> TrainResult:
+    """Variants: ``pal=False`` trains the second shot only; ``das=False`` turns data-anchor-sampling
+    off (the FEM ablation is the config field ``fem``)."""
+    cfg = cfg if das else {**cfg, "das_prob": 0.0}
+    return train_dsfd(load_homework(code), cfg, data_root, config, pal, model)
