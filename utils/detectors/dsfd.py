@@ -28,6 +28,7 @@ from utils.train_config import TrainConfig
 
 NAME = "dsfd"
 LITE = "vgg16_lite"
+FULL = "vgg16"                 # the public checkpoint's layout (GPU)
 MODEL_NOTEBOOK, TRAINING_NOTEBOOK = "1_model.ipynb", "3_anchors_loss_sampling.ipynb"
 NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
 # The demo's recipe (VGG-16-lite, crops of 256 px). bench.dsfd measures a VGG-16-lite training step at
