@@ -12,6 +12,7 @@ from data.synthetic import generate
 from tests.notebooks import REPO_ROOT
 from utils import compare, experiment
 from utils.cli import run
+from utils.detectors import ADAPTERS, adapter
 
 TINY = ["--iterations", "2", "--batch-size", "2", "--image-size", "96"]
 
@@ -23,13 +24,16 @@ def data(tmp_path_factory):
     return root
 
 
-def test_experiment_train_then_evaluate(data, tmp_path, capsys):
+@pytest.mark.parametrize("model", sorted(ADAPTERS))
+def test_experiment_train_then_evaluate(model, data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert run(experiment.main, ["train", "--data", str(data), "--out", str(out), "--workers", "0",
-                                 "--variant", "focal=True", *TINY]) == 0
+    variant = ["--variant", "focal=True"] if model == "retinaface" else []
+    size = str(max(96, adapter(model).DEMO["image_size"] // 2))
+    assert run(experiment.main, ["train", "--model", model, "--data", str(data), "--out", str(out),
+                                 "--workers", "0", *variant, *TINY[:-1], size]) == 0
     checkpoint = out / "checkpoints" / "best.pt"
     assert checkpoint.is_file()
-    assert run(experiment.main, ["evaluate", "--data", str(data), "--weights", str(checkpoint),
+    assert run(experiment.main, ["evaluate", "--model", model, "--data", str(data), "--weights", str(checkpoint),
                                  "--out", str(tmp_path / "eval"), "--json"]) == 0
     ap = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(ap) == {"easy", "medium", "hard"} and all(0 <= v <= 1 for v in ap.values())
