@@ -41,7 +41,7 @@ cfg_lite = dict(cfg_r50, **{
     "name": "lite",
     "layers": (1, 1, 1, 1),                  # a ResNet-10 of BasicBlocks (64, 128, 256, 512 ch)
     "bottleneck": False,
-    "num_groups": 16,
+    "num_groups": 8,                         # 8 channels per group, as 256 / 32 in the full model
     "channels": 64,
     "bifpn_layers": 2,
     "stacked_convs": 2,
