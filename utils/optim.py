@@ -4,7 +4,9 @@ The schedule is a per-iteration multiplier of the peak lr (a ``LambdaLR`` steppe
 optimizer step), so a run that stops and resumes lands on exactly the same lr:
 
 * ``step`` (the RetinaFace homework): lr x gamma^k after the k-th milestone epoch;
-* ``cosine`` (TinaFace): half a cosine from lr down to lr x min_lr_ratio over the whole run.
+* ``cosine`` (TinaFace): half a cosine from lr down to lr x min_lr_ratio over the whole run;
+* ``cosine_restart`` (vedadet's TinaFace): per epoch, a cosine from lr to lr x min_lr_ratio
+  restarted every ``restart_epochs`` epochs; the warmup multiplies it.
 
 Both start with an optional linear warmup from lr x warmup_ratio up to lr.
 """
@@ -61,6 +63,16 @@ def cosine_factor(iteration: int, total_iterations: int, warmup_iterations: int 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def cosine_restart_factor(iteration: int, iterations_per_epoch: int, restart_epochs: int,
+                          warmup_iterations: int = 0, warmup_ratio: float = 1e-3,
+                          min_lr_ratio: float = 0.0) -> float:
+    """lr multiplier at ``iteration``: set per epoch e, min + (1 - min) (1 + cos(pi (e mod T) / T)) / 2
+    with T = ``restart_epochs``, times the linear warmup (vedadet's CosineRestartLrSchedulerHook)."""
+    cycle = (iteration // max(1, iterations_per_epoch)) % restart_epochs
+    cosine = min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * cycle / restart_epochs))
+    return cosine * warmup_factor(iteration, warmup_iterations, warmup_ratio)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                     iterations_per_epoch: int, total_iterations: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-iteration ``LambdaLR``: call ``.step()`` after every optimizer step.
@@ -73,6 +85,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
         def factor(iteration: int) -> float:
             return step_factor(iteration, milestones, config.gamma,
                                config.warmup_iterations, config.warmup_ratio)
+    elif config.schedule == "cosine_restart":
+        def factor(iteration: int) -> float:
+            return cosine_restart_factor(iteration, iterations_per_epoch, config.restart_epochs,
+                                         config.warmup_iterations, config.warmup_ratio, config.min_lr_ratio)
     else:
         def factor(iteration: int) -> float:
             return cosine_factor(iteration, total_iterations, config.warmup_iterations,

@@ -41,6 +41,7 @@ from utils.detectors.weights import load_weights
 ADAPTERS = {
     "retinaface": "utils.detectors.retinaface",
     "dsfd": "utils.detectors.dsfd",
+    "tinaface": "utils.detectors.tinaface",
 }
 
 

@@ -1,0 +1,1 @@
+"""Grading of the TinaFace homework (``solutions/tinaface``)."""

@@ -1,0 +1,63 @@
+"""TinaFace configurations (plain dicts, as in the homework).
+
+``r50-gn-dcn`` is vedadet's configs/trainval/tinaface/tinaface_r50_fpn_gn_dcn.py (GPU);
+``lite`` keeps the same neck and head structure, narrower, for CPU training on the embedded data.
+Boxes and anchors are in pixels of the network input, (x1, y1, x2, y2).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+NUM_ANCHOR_SCALES = 3                        # scales per octave (one ratio) -> 3 anchors per cell
+OCTAVE_BASE_SCALE = 2 ** (4 / 3)             # smallest anchor = 2^(4/3) x stride
+ANCHOR_RATIO = 1.3                           # height / width: faces are taller than wide
+STRIDES = (4, 8, 16, 32, 64, 128)            # P2..P7
+BOX_STDS = (0.1, 0.1, 0.2, 0.2)              # DeltaXYWHBBoxCoder stds (means are 0)
+MAX_LOG_RATIO = abs(math.log(16 / 1000))     # decode clamps dw, dh to +-4.135
+ASSIGN_IOU = 0.35                            # MaxIoUAssigner pos = neg = min_pos IoU threshold
+PRIOR_PROB = 0.01                            # classification bias -log((1 - p) / p) = -log(99)
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
+DIOU_WEIGHT, IOU_AWARE_WEIGHT = 2.0, 1.0     # loss weights (focal has weight 1)
+SCORE_ALPHA = 0.4                            # score = cls^(2 alpha) * iou^(2 (1 - alpha))
+NMS_IOU = 0.45                               # test NMS threshold of the vedadet config
+FUSION_EPS = 1e-4                            # BiFPN fast normalised fusion
+
+cfg_r50 = {
+    "name": "r50-gn-dcn",
+    "layers": (3, 4, 6, 3),                  # ResNet-50 blocks per stage
+    "bottleneck": True,                      # Bottleneck blocks (C2..C5 = 256, 512, 1024, 2048 ch)
+    "num_groups": 32,                        # GroupNorm groups everywhere (backbone, neck, head)
+    "dcn_stages": (False, False, True, True),  # DCNv1 on the 3x3 convs of layer3 and layer4
+    "neck": "fpn",                           # 'fpn' | 'bifpn'
+    "bifpn_layers": 3,                       # stacked BiFPN layers when neck == 'bifpn'
+    "channels": 256,                         # neck and head width
+    "inception": True,                       # the shared Inception module after the neck
+    "stacked_convs": 4,                      # conv + GN + ReLU layers per head tower
+    "image_size": 640,                       # training crop side
+}
+
+cfg_lite = dict(cfg_r50, **{
+    "name": "lite",
+    "layers": (1, 1, 1, 1),                  # a ResNet-10 of BasicBlocks (64, 128, 256, 512 ch)
+    "bottleneck": False,
+    "num_groups": 8,                         # 8 channels per group, as 256 / 32 in the full model
+    "channels": 64,
+    "bifpn_layers": 2,
+    "stacked_convs": 2,
+    "image_size": 320,
+})
+
+CONFIGS = {"r50-gn-dcn": cfg_r50, "lite": cfg_lite}
+
+
+def get_config(name: str, **overrides) -> dict:
+    """A fresh copy of config ``name`` with ``overrides`` (only existing fields)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown TinaFace config {name!r}; expected one of {sorted(CONFIGS)}")
+    cfg = copy.deepcopy(CONFIGS[name])
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; fields are {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg

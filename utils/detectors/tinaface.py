@@ -1,0 +1,105 @@
+"""TinaFace (extension homework) behind the kit's detector interface (``utils.detectors``).
+
+The model returns ``(bbox_pred [B, P, 4] deltas, cls [B, P, 1] logits, iou [B, P, 1] logits)`` over
+anchors in pixels (x1, y1, x2, y2). The detector reuses ``utils.inference.Detector``: the anchors are
+handed over normalised (cx, cy, w, h), the notebook's ``delta_xywh_decode`` runs on normalised boxes
+(delta coding is unchanged by scaling each axis), and the score is the notebook's
+``tinaface_scores(cls, iou)`` = cls^0.8 * iou^1.2 (or the class probability alone without the
+IoU-aware branch).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from data.augment import TrainAugment
+from data.widerface import WiderFaceDataset, detection_collate
+from detector.tinaface.config import CONFIGS, NMS_IOU
+from utils.detectors.notebooks import NotebookCode
+from utils.inference import Detector
+from utils.train import TrainResult, fit
+from utils.train_config import TrainConfig
+
+NAME = "tinaface"
+LITE = "lite"
+FULL = "r50-gn-dcn"          # vedadet's ResNet-50-GN-DCN (GPU)
+MODEL_NOTEBOOK, BOXES_NOTEBOOK = "1_model.ipynb", "2_anchors_losses.ipynb"
+NOTEBOOKS = (MODEL_NOTEBOOK, BOXES_NOTEBOOK)
+# The demo's recipe for the lite config: 450 steps of 8 crops of 320 px. A step is ~160 GFLOP
+# (forward 6.8 GFLOP per crop, x3 with the backward), about 2.5 s on 2 free cores: ~19 minutes.
+DEMO = dict(image_size=320, max_iterations=450, batch_size=8, lr=1e-2, momentum=0.9, weight_decay=5e-4,
+            optimizer="sgd", schedule="cosine", warmup_iterations=50, warmup_ratio=0.1, clip_grad_norm=10.0)
+SMOKE_SIZE = (64, 64)
+
+
+def anchor_fn(code: NotebookCode) -> Callable[[tuple[int, int]], torch.Tensor]:
+    """(H, W) -> the notebook's anchors [P, 4] (x1, y1, x2, y2) pixels."""
+    anchors = code.get("tinaface_anchors", BOXES_NOTEBOOK)
+    return lambda size: torch.as_tensor(anchors((int(size[0]), int(size[1]))), dtype=torch.float32)
+
+
+class _DetectorView(torch.nn.Module):
+    """The model's outputs as ``Detector`` expects them: (loc [B, P, 4], conf [B, P, 2] = (cls, iou))."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        bbox_pred, cls, iou = self.model(images)
+        return bbox_pred, torch.cat([cls, iou], dim=-1)
+
+
+def _xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    return torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], dim=1)
+
+
+def make_detector(code: NotebookCode, model: torch.nn.Module, iou_aware: bool = True, **options) -> Detector:
+    """A batched detector for ``model`` with the notebook's anchors, decoding and scores."""
+    anchors = anchor_fn(code)
+    decode = code.get("delta_xywh_decode", BOXES_NOTEBOOK)
+    scores = code.get("tinaface_scores", BOXES_NOTEBOOK)
+
+    def prior_fn(size):
+        a = anchors(size)
+        scale = torch.tensor([size[1], size[0]], dtype=a.dtype).repeat(2)
+        a = a / scale
+        return torch.cat([(a[:, :2] + a[:, 2:]) / 2, a[:, 2:] - a[:, :2]], dim=1)
+
+    def decode_fn(loc, priors, variances):
+        return decode(_xyxy(priors), loc)
+
+    def score_fn(conf):
+        return scores(conf[..., 0], conf[..., 1]) if iou_aware else torch.sigmoid(conf[..., 0])
+
+    options.setdefault("nms_thresh", NMS_IOU)
+    return Detector(_DetectorView(model), prior_fn, decode_fn, None, score_fn=score_fn, **options)
+
+
+def train_tinaface(code: NotebookCode, model: torch.nn.Module, cfg: dict, data_root: str | Path,
+                   config: TrainConfig, reg_loss: str = "diou", iou_aware: bool = True) -> TrainResult:
+    """Train ``model`` on ``data_root/train`` with square crops of ``cfg['image_size']`` pixels."""
+    loss = code.get("TinaFaceLoss", BOXES_NOTEBOOK)(cfg["image_size"], reg_loss, iou_aware)
+    dataset = WiderFaceDataset(data_root, "train", transform=TrainAugment(cfg["image_size"]), seed=config.seed)
+    return fit(model, loss, dataset, config, collate_fn=detection_collate, prior_fn=anchor_fn(code))
+
+
+# -- the detector interface (utils.detectors) ------------------------------------------------------
+def build_model(cfg: dict, code: NotebookCode) -> torch.nn.Module:
+    return code.get("TinaFace", MODEL_NOTEBOOK)(cfg)
+
+
+def build_detector(model: torch.nn.Module, cfg: dict, code: NotebookCode, iou_aware: bool = True,
+                   **options) -> Detector:
+    """options: conf_thresh, nms_thresh (default 0.45, vedadet's), top_k, keep_top_k."""
+    return make_detector(code, model, iou_aware, **options)
+
+
+def train_model(model: torch.nn.Module, cfg: dict, data_root: str | Path, config: TrainConfig,
+                code: NotebookCode, reg_loss: str = "diou", iou_aware: bool = True) -> TrainResult:
+    """Variants (the ablation's loss switches): ``reg_loss='smooth_l1'`` regresses the encoded deltas
+    instead of DIoU on decoded boxes; ``iou_aware=False`` drops the IoU branch's loss. Model switches
+    (Inception, DCN, BiFPN) are config fields: ``inception``, ``dcn_stages``, ``neck``."""
+    return train_tinaface(code, model, cfg, data_root, config, reg_loss, iou_aware)
