@@ -39,6 +39,7 @@ from utils.detectors.weights import load_weights
 # The one registration line per homework: name -> adapter module.
 ADAPTERS = {
     "retinaface": "utils.detectors.retinaface",
+    "rfcn": "utils.detectors.rfcn",
 }
 
 
