@@ -157,8 +157,7 @@ PSROI_CASES = (
     Case(PSROI_HIDDEN[1], lambda d: _psroi(2, 2, 3, 15, 15, 60, 240.0, 1 / 16, 122, on_grid=60), public=False),
     Case("no RoIs", lambda d: {**_psroi(1, 2, 3, 5, 5, 1, 80.0, 1 / 16, 124), "rois": torch.zeros(0, 5)}),
     Case(PSROI_GRAD, lambda d: {**_psroi(2, 2, 3, 6, 7, 12, 112.0, 1 / 16, 126, torch.float64, integer=False),
-                                "weights": torch.randn(12, 2, 3, 3, generator=gen(127), dtype=torch.float64)},
-         reference=False),
+                                "weights": torch.randn(12, 2, 3, 3, generator=gen(127), dtype=torch.float64)}),
 )
 
 
