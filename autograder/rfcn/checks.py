@@ -47,11 +47,6 @@ def check_shift_anchors(submission, names) -> None:
                         "(i, j, a) is base[a] + (j, i, j, i) * stride")
 
 
-def _plus_one_transform(rois, gt, stds):
-    one = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=rois.dtype)
-    return oracles.bbox_transform(rois, gt + one, stds) if len(rois) else rois
-
-
 def check_coding(submission, unit: str, names) -> None:
     with noting(submission, unit):
         for name in names:
