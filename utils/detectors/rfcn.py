@@ -25,6 +25,7 @@ from utils.train_config import TrainConfig
 
 NAME = "rfcn"
 LITE = "resnet18-lite"
+FULL = "resnet101"            # Face R-FCN's backbone (no public checkpoint: names are ours)
 ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK = ("1_anchors_boxes.ipynb", "2_psroi_model.ipynb",
                                                     "3_targets_losses.ipynb")
 NOTEBOOKS = (ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK)
@@ -206,5 +207,5 @@ def train_model(model: torch.nn.Module, cfg: dict, data_root: str | Path, config
     return train_rfcn(load_homework(code), cfg, data_root, config, model, ohem)
 
 
-__all__ = ["NAME", "CONFIGS", "LITE", "DEMO", "NOTEBOOKS", "build_model", "build_detector", "train_model",
+__all__ = ["NAME", "CONFIGS", "LITE", "FULL", "DEMO", "NOTEBOOKS", "build_model", "build_detector", "train_model",
            "Homework", "load_homework", "RFCNCriterion", "RFCNDetector", "train_rfcn"]
