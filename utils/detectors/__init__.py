@@ -42,6 +42,7 @@ ADAPTERS = {
     "retinaface": "utils.detectors.retinaface",
     "dsfd": "utils.detectors.dsfd",
     "tinaface": "utils.detectors.tinaface",
+    "rfcn": "utils.detectors.rfcn",
 }
 
 
