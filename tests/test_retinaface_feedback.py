@@ -16,6 +16,19 @@ MATCHING = "4_matching_nms.ipynb"
 LOSS = "5_loss_training.ipynb"
 
 
+def loop_nms(order="torch.argsort(dets[:, 4], descending=True, stable=True)", suppress="iou > thresh"):
+    """The notebook's first NMS version, with ``order`` and the suppression test replaceable."""
+    return (f"def nms(dets, thresh):\n"
+            f"    order = {order}\n"
+            f"    keep = []\n"
+            f"    while order.numel() > 0:\n"
+            f"        best, rest = order[0], order[1:]\n"
+            f"        keep.append(best)\n"
+            f"        iou = jaccard(dets[best, :4].unsqueeze(0), dets[rest, :4])[0]\n"
+            f"        order = rest[~({suppress})]\n"
+            f"    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)\n")
+
+
 def edit_answer(notebook, grade_id, old, new):
     """Replace ``old`` (which must be there) by ``new`` in the answer cell ``grade_id``."""
     def edit(cells):
@@ -46,7 +59,7 @@ def first(tmp_path_factory):
                 "area_b = ((box_b[:, 2] - box_b[:, 0] + 1) * (box_b[:, 3] - box_b[:, 1] + 1))")
     edit_answer(nb, "encode", "/ priors[:, 2:]) / variances[1]", "/ priors[:, 2:])")
     edit_answer(nb, "decode", "loc[:, :2] * variances[0] * priors", "loc[:, :2] * priors")
-    edit_answer(nb, "nms", "order = rest[~(iou > thresh)]", "order = rest[~(iou >= thresh)]")
+    set_answer(nb, "nms", loop_nms(suppress="iou >= thresh"))
     edit_answer(nb, "decode_landm", "pre.reshape(-1, 5, 2)", "as_points(pre)")
 
     def add_helper(cells):
@@ -116,8 +129,7 @@ def second(tmp_path_factory):
     hw = copy_homework(root / "sub") / "retinaface"
     set_answer(hw / MATCHING, "decode_landm", "def decode_landm(pre, priors, variances):\n"
                                               "    raise NotImplementedError()\n")
-    edit_answer(hw / MATCHING, "nms", "order = torch.argsort(scores, descending=True, stable=True)",
-                "order = torch.arange(len(scores))")
+    set_answer(hw / MATCHING, "nms", loop_nms(order="torch.arange(len(dets))"))
     set_answer(hw / MATCHING, "encode_landm", "def encode_landm(matched, priors, variances):\n"
                                               "    raise NotImplementedError()\n")
     results, output, _ = grade(root / "sub", root / "results.json", "--hw", "retinaface",
