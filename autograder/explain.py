@@ -5,12 +5,13 @@ the names and shapes of a module's state_dict, and notes on what else is wrong i
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import torch
 
-from autograder.feedback import (DEFAULT_ATOL, DEFAULT_RTOL, GradingFailure, describe, expect_close,
-                                 expect_names, expect_tensor, expect_type, reordered)
+from autograder.feedback import (DEFAULT_ATOL, DEFAULT_RTOL, NOT_IMPLEMENTED, GradingFailure, describe,
+                                 expect_close, expect_names, expect_tensor, expect_type, reordered)
 
 MAX_SHAPES_SHOWN = 4
 
@@ -70,8 +71,42 @@ def matches_reference(submission, unit: str, case: str) -> bool:
 
 
 def passes_references(submission, unit: str) -> bool:
-    """Whether every case of ``unit`` gives the reference output."""
-    return all(matches_reference(submission, unit, name) for name in submission.case_names(unit))
+    """Whether every case of ``unit`` that this submission may run gives the reference output (the
+    notebook's check cells run public cases only; cases kept out of the references are skipped)."""
+    cases = submission.units[unit].cases
+    return all(matches_reference(submission, unit, c.name) for c in cases
+               if c.reference and (c.public or not submission.public_only))
+
+
+def dependency_chain(units: dict, unit: str) -> list[tuple[str, str | None]]:
+    """Every unit ``unit`` calls, directly or through another: [(dependency, the unit it is called
+    through, or None when called directly)], nearest first."""
+    chain, seen, queue = [], {unit}, [(d, None) for d in units[unit].depends]
+    while queue:
+        dep, via = queue.pop(0)
+        if dep in seen or dep not in units:
+            continue
+        seen.add(dep)
+        chain.append((dep, via))
+        queue += [(d, dep) for d in units[dep].depends]
+    return chain
+
+
+def dependency_text(chain: list[tuple[str, str | None]]) -> str:
+    """``match, encode (through match)``."""
+    return ", ".join(dep if via is None else f"{dep} (through {via})" for dep, via in chain)
+
+
+def not_implemented_text(units: dict, unit: str, raised_in: str | None, stubs: list[str]) -> str:
+    """Feedback for a unit whose call raised NotImplementedError: which answer cell still raises it.
+    ``raised_in`` is the function that raised (the last frame), ``stubs`` the dependencies of
+    ``unit`` that raise NotImplementedError on their own cases."""
+    culprit = raised_in if raised_in in stubs and raised_in != unit else None
+    if culprit is None:
+        return f"the answer cell '{unit}' still raises NotImplementedError"
+    where = units[culprit].notebook
+    return (f"your {culprit} (answer cell '{culprit}' in {where}) still raises NotImplementedError; "
+            f"{unit} calls it, so it cannot be graded until {culprit} is written")
 
 
 @contextlib.contextmanager
@@ -84,10 +119,15 @@ def noting(submission, unit: str, names_case: str | None = None):
         yield
     except GradingFailure as err:
         notes = []
-        broken = [d for d in submission.units[unit].depends if not passes_references(submission, d)]
-        if broken and "note:" not in str(err):
+        # the grader's own note may already name the dependencies that raise
+        told = re.search(r"calls your (.*?), which", str(err))
+        named = set(re.findall(r"\w+", told.group(1))) if told else set()
+        broken = [] if err.kind == NOT_IMPLEMENTED else [
+            (d, via) for d, via in dependency_chain(submission.units, unit)
+            if d not in named and not passes_references(submission, d)]
+        if broken:
             verb = "does not pass its own checks" if len(broken) == 1 else "do not pass their checks"
-            notes.append(f"{unit} calls your {', '.join(broken)}, which {verb} yet; fix that first")
+            notes.append(f"{unit} calls your {dependency_text(broken)}, which {verb} yet; fix that first")
         if names_case is not None and not matches_reference(submission, unit, names_case):
             notes.append("your state_dict names or shapes differ from the expected ones (see that check); "
                          "the grader sets every weight from its name, so the outputs cannot match until "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ import pytest
 import torch
 
 from autograder import feedback as fb
+from autograder.explain import dependency_chain, dependency_text, not_implemented_text
 from autograder.sandbox import Sandbox
 from autograder.transfer import unwrap
+from autograder.submitted import SubmittedNotebooks
 from autograder.units import Unit, homework_units, to_device
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
@@ -32,6 +35,7 @@ _LOAD_KINDS = {"missing": fb.MISSING, "not_implemented": fb.NOT_IMPLEMENTED, "er
 FORBIDDEN = "forbidden call"  # the unit called the library op its exercise asks for (Unit.forbidden)
 _CASE_KINDS = {"not_implemented": fb.NOT_IMPLEMENTED, "error": fb.ERROR, "tampered": fb.TAMPERED,
                "forbidden": FORBIDDEN}
+_LAST_FRAME = re.compile(r"line \d+ in (\w+):")  # the worker's short traceback: "line 12 in encode: ..."
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,10 @@ def load_references(hw: str) -> dict:
 
 
 class Submission:
-    """Outputs of one submission's units, plus the shared inputs and references."""
+    """Outputs of one submission's units, plus the shared inputs and references.
+    ``public_only``: the submission may run public cases only (the notebook's check cells)."""
+
+    public_only = False
 
     def __init__(self, hw: str, device: str = "cpu") -> None:
         self.hw = hw
@@ -122,31 +129,49 @@ class SandboxSubmission(Submission):
                  unit_timeout: float = 60.0, memory_gb: float = 4.0) -> None:
         super().__init__(hw, device)
         self.sandbox = Sandbox(hw, submission_dir, release_dir, device, unit_timeout, memory_gb)
+        self.notebooks = SubmittedNotebooks(Path(submission_dir), Path(release_dir), self.units)
+
+    def _unit_failed(self, unit: str) -> bool:
+        run = self.sandbox.runs.get(unit)
+        return (self.sandbox.loads.get(unit, {}).get("status", "ok") != "ok"
+                or (run is not None and (run.status != "ok" or not all(c.ok for c in run.cases.values()))))
 
     def _dependency_note(self, unit: str) -> str:
-        broken = [d for d in self.units[unit].depends
-                  if self.sandbox.loads.get(d, {}).get("status", "ok") != "ok"
-                  or (d in self.sandbox.runs and not all(c.ok for c in self.sandbox.runs[d].cases.values()))
-                  or (d in self.sandbox.runs and self.sandbox.runs[d].status != "ok")]
-        return (f" (note: this unit calls your {', '.join(broken)}, which fail(s) its own checks; "
+        broken = [(d, via) for d, via in dependency_chain(self.units, unit) if self._unit_failed(d)]
+        return (f" (note: this unit calls your {dependency_text(broken)}, which fail(s) its own checks; "
                 f"fix that first)") if broken else ""
 
+    def _stubs(self, unit: str) -> list[str]:
+        """The units ``unit`` calls (directly or not) that still raise NotImplementedError."""
+        stubs = []
+        for dep, _ in dependency_chain(self.units, unit):
+            run = self.sandbox.run(dep)
+            if run.load.get("status") == "not_implemented" or any(
+                    not c.ok and c.kind == "not_implemented" for c in run.cases.values()):
+                stubs.append(dep)
+        return stubs
+
     def output(self, unit: str, case: str) -> Any:
+        problem = self.notebooks.problem(unit)
+        if problem is not None:
+            raise fb.GradingFailure(problem, fb.MISSING)
         run = self.sandbox.run(unit)
         note = self._dependency_note(unit)
         if run.status == "load_failed":
             kind = _LOAD_KINDS.get(run.load.get("status"), fb.ERROR)
-            raise fb.GradingFailure(run.detail + note, kind)
+            raise fb.GradingFailure(self.notebooks.annotate(unit, run.detail + note), kind)
         if run.status == "timeout":
             raise fb.GradingFailure(run.detail, fb.TIMEOUT)
         if run.status == "crashed":
             raise fb.GradingFailure(run.detail, fb.CRASHED)
         result = run.cases[case]
         if not result.ok and result.kind == "not_implemented":
-            raise fb.GradingFailure(f"the answer cell '{unit}' still raises NotImplementedError",
-                                    fb.NOT_IMPLEMENTED)
+            frames = _LAST_FRAME.findall(result.message)
+            raise fb.GradingFailure(not_implemented_text(self.units, unit, frames[-1] if frames else None,
+                                                         self._stubs(unit)), fb.NOT_IMPLEMENTED)
         if not result.ok:
-            raise fb.GradingFailure(f"case '{case}': {result.message}{note}", _CASE_KINDS[result.kind])
+            raise fb.GradingFailure(self.notebooks.annotate(unit, f"case '{case}': {result.message}{note}"),
+                                    _CASE_KINDS[result.kind])
         expected_device = self.device.type
         if self.units[unit].same_device and any(not d.startswith(expected_device) for d in result.devices):
             raise fb.GradingFailure(f"case '{case}': returned a tensor on {', '.join(result.devices)}; "
@@ -160,6 +185,8 @@ class SandboxSubmission(Submission):
 
 class LiveSubmission(Submission):
     """The definitions of a running notebook (its ``globals()``), checked in-process."""
+
+    public_only = True
 
     def __init__(self, hw: str, namespace: dict, device: str = "cpu") -> None:
         super().__init__(hw, device)
@@ -177,8 +204,11 @@ class LiveSubmission(Submission):
             np.random.seed(0)
             try:
                 self._outputs[key] = self.units[unit].call(self.namespace, inputs, self.device)
-            except NotImplementedError:
-                raise fb.GradingFailure(f"the answer cell '{unit}' still raises NotImplementedError",
+            except NotImplementedError as err:
+                frames = traceback.extract_tb(err.__traceback__)
+                raised_in = frames[-1].name if frames else None
+                stubs = [d for d, _ in dependency_chain(self.units, unit) if d == raised_in]
+                raise fb.GradingFailure(not_implemented_text(self.units, unit, raised_in, stubs),
                                         fb.NOT_IMPLEMENTED) from None
             except AttributeError as err:
                 raise fb.GradingFailure(f"case '{case}': {err} (did you run the cell that defines it?)",

@@ -99,6 +99,10 @@ PRIOR_MISTAKES = (
     ({"corner": True}, "every anchor centre is off by exactly half a stride: the anchor of cell (i, j) "
                        "sits at the centre of the cell, cx = (j + 0.5)·s / W, cy = (i + 0.5)·s / H, not at "
                        "its top-left corner (j·s / W, i·s / H)"),
+    ({"corner": "x"}, "the anchor centres are off by half a stride along x only: cx = (j + 0.5)·s / W "
+                      "needs the + 0.5 as cy = (i + 0.5)·s / H has it"),
+    ({"corner": "y"}, "the anchor centres are off by half a stride along y only: cy = (i + 0.5)·s / H "
+                      "needs the + 0.5 as cx = (j + 0.5)·s / W has it"),
     ({"swap_hw": True}, "x and y are normalised by the wrong sides: image_size is (H, W); cx and w are "
                         "divided by the width W, cy and h by the height H"),
 )
@@ -155,8 +159,12 @@ def _coding_mistakes(unit, x):
     oracle, _, first = CODING[unit]
     args = (x[first], x["priors"])
     v0, v1 = x["variances"]
-    mistakes = [(oracle(*args, [1.0, 1.0]), "the variances are missing: " +
-                 (VARIANCE_HINT if unit.startswith("encode") else INVERSE_VARIANCE_HINT))]
+    hint = VARIANCE_HINT if unit.startswith("encode") else INVERSE_VARIANCE_HINT
+    mistakes = [(oracle(*args, [1.0, 1.0]), "the variances are missing: " + hint)]
+    if not unit.endswith("landm"):  # landmarks use v0 only
+        mistakes += [(oracle(*args, [1.0, v1]), "v0 (variances[0]) is missing from the centre "
+                      "offsets: " + hint),
+                     (oracle(*args, [v0, 1.0]), "v1 (variances[1]) is missing from the log sizes: " + hint)]
     if unit.startswith("encode"):
         mistakes.append((oracle(*args, [1 / v0, 1 / v1]),
                          "the variances multiply instead of dividing: " + VARIANCE_HINT))

@@ -14,20 +14,22 @@ import torch
 LANDMARK_POINTS = 5
 
 
-def prior_boxes(cfg: dict, image_size: tuple[int, int], corner: bool = False,
+def prior_boxes(cfg: dict, image_size: tuple[int, int], corner: bool | str = False,
                 swap_hw: bool = False) -> torch.Tensor:
     """[P, 4] float32 anchors (cx, cy, w, h) by the definition: level by level, row i, column j,
-    anchor size. ``corner`` and ``swap_hw`` give two classic mistakes instead (anchors at the cells'
-    top-left corners; x normalised by the height and y by the width)."""
+    anchor size. ``corner`` and ``swap_hw`` give classic mistakes instead (anchors at the cells'
+    top-left corners, or with ``corner="x"``/``"y"`` on that axis only; x normalised by the height
+    and y by the width)."""
     height, width = image_size
     norm_x, norm_y = (height, width) if swap_hw else (width, height)
-    offset = 0.0 if corner else 0.5
+    offset_x = 0.0 if corner in (True, "x") else 0.5
+    offset_y = 0.0 if corner in (True, "y") else 0.5
     rows = []
     for step, sizes in zip(cfg["steps"], cfg["min_sizes"]):
         for i in range(math.ceil(height / step)):
             for j in range(math.ceil(width / step)):
                 for size in sizes:
-                    rows.append([(j + offset) * step / norm_x, (i + offset) * step / norm_y,
+                    rows.append([(j + offset_x) * step / norm_x, (i + offset_y) * step / norm_y,
                                  size / norm_x, size / norm_y])
     anchors = torch.tensor(rows, dtype=torch.float64).reshape(-1, 4).float()
     return anchors.clamp(0, 1) if cfg["clip"] else anchors

@@ -10,9 +10,9 @@ import torch
 import torchvision
 
 from autograder.retinaface import cases
-from autograder.retinaface import checks
+from autograder.retinaface import checks, mistakes
 from autograder.explain import noting
-from autograder.feedback import expect_close, expect_equal
+from autograder.feedback import GradingFailure, expect_close, expect_equal
 from autograder.grading import graded
 from autograder.units import case_names
 
@@ -95,10 +95,23 @@ def test_prior_box_hidden(submission):
 
 
 # -- Part 5: intersect and jaccard ---------------------------------------------------------------
+def _expect_pairwise(submission, unit, name, want):
+    """One box-pair case against ``want``, naming the "+1" pixel mistake when the output fits it."""
+    got = submission.output(unit, name)
+    try:
+        expect_close(got, want, name)
+    except GradingFailure as err:
+        x = submission.inputs(unit, name)
+        hint = mistakes.diagnose(got, mistakes.pairwise_mistakes(unit, x["box_a"], x["box_b"]))
+        if hint is None:
+            raise
+        raise GradingFailure(f"{err} — {hint}", err.kind) from None
+
+
 def _check_against_reference(submission, unit, names):
     with noting(submission, unit):
         for name in names:
-            expect_close(submission.output(unit, name), submission.reference(unit, name), name)
+            _expect_pairwise(submission, unit, name, submission.reference(unit, name))
 
 
 @graded("intersect", 1, "known boxes, including touching edges")
@@ -131,8 +144,7 @@ def _check_jaccard_oracle(submission, names):
     with noting(submission, "jaccard"):
         for name in names:
             x = submission.inputs("jaccard", name)
-            expect_close(submission.output("jaccard", name), torchvision.ops.box_iou(x["box_a"], x["box_b"]),
-                         name)
+            _expect_pairwise(submission, "jaccard", name, torchvision.ops.box_iou(x["box_a"], x["box_b"]))
 
 
 @graded("jaccard", 2, "agrees with torchvision.ops.box_iou")
@@ -227,7 +239,14 @@ def _check_nms_oracle(submission, names):
         for name in names:
             x = submission.inputs("nms", name)
             expected = torchvision.ops.nms(x["dets"][:, :4], x["dets"][:, 4], x["thresh"])
-            expect_equal(submission.output("nms", name), expected, name, what="kept indices")
+            got = submission.output("nms", name)
+            try:
+                expect_equal(got, expected, name, what="kept indices")
+            except GradingFailure as err:
+                hint = mistakes.nms_hint(got, x["dets"], x["thresh"], expected)
+                if hint is None:
+                    raise
+                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 @graded("nms", 1, "keeps the best of three duplicates")

@@ -1,0 +1,190 @@
+"""The feedback names the classic mistakes of the RetinaFace homework. Two submissions, each graded
+once as a TA would (``pytest autograder/`` in a subprocess), carry several injected mistakes in
+different units; a third check runs a notebook check cell in-process.
+"""
+import contextlib
+import io
+import json
+
+import pytest
+
+from autograder.check import Checker
+from tests.notebooks import REPO_ROOT, copy_homework, edit_cells, grade, set_answer
+from utils.notebook import load_notebook
+
+MATCHING = "4_matching_nms.ipynb"
+LOSS = "5_loss_training.ipynb"
+
+
+def loop_nms(order="torch.argsort(dets[:, 4], descending=True, stable=True)", suppress="iou > thresh"):
+    """The notebook's first NMS version, with ``order`` and the suppression test replaceable."""
+    return (f"def nms(dets, thresh):\n"
+            f"    order = {order}\n"
+            f"    keep = []\n"
+            f"    while order.numel() > 0:\n"
+            f"        best, rest = order[0], order[1:]\n"
+            f"        keep.append(best)\n"
+            f"        iou = jaccard(dets[best, :4].unsqueeze(0), dets[rest, :4])[0]\n"
+            f"        order = rest[~({suppress})]\n"
+            f"    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)\n")
+
+
+def edit_answer(notebook, grade_id, old, new):
+    """Replace ``old`` (which must be there) by ``new`` in the answer cell ``grade_id``."""
+    def edit(cells):
+        (cell,) = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id]
+        source = "".join(cell["source"])
+        assert old in source, (grade_id, old)
+        cell["source"] = source.replace(old, new)
+    edit_cells(notebook, edit)
+
+
+def _feedback(results, prefix):
+    matches = [t for t in results["tests"] if t["name"].startswith(prefix)]
+    assert matches, [t["name"] for t in results["tests"]]
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """+1 areas in jaccard, v1 missing in encode (so match and, through it, the loss fail), v0
+    missing in decode, focal alpha on the negatives, NMS with >=, anchors at the corners along x,
+    a helper added to a locked cell, 1_data renamed and 2_model unreadable."""
+    root = tmp_path_factory.mktemp("mistakes1")
+    hw = copy_homework(root / "sub") / "retinaface"
+    nb = hw / MATCHING
+    edit_answer(nb, "jaccard", "area_a = ((box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1]))",
+                "area_a = ((box_a[:, 2] - box_a[:, 0] + 1) * (box_a[:, 3] - box_a[:, 1] + 1))")
+    edit_answer(nb, "jaccard", "area_b = ((box_b[:, 2] - box_b[:, 0]) * (box_b[:, 3] - box_b[:, 1]))",
+                "area_b = ((box_b[:, 2] - box_b[:, 0] + 1) * (box_b[:, 3] - box_b[:, 1] + 1))")
+    edit_answer(nb, "encode", "/ priors[:, 2:]) / variances[1]", "/ priors[:, 2:])")
+    edit_answer(nb, "decode", "loc[:, :2] * variances[0] * priors", "loc[:, :2] * priors")
+    set_answer(nb, "nms", loop_nms(suppress="iou >= thresh"))
+    edit_answer(nb, "decode_landm", "pre.reshape(-1, 5, 2)", "as_points(pre)")
+
+    def add_helper(cells):
+        (cell,) = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "given_box_forms"]
+        cell["source"] = "".join(cell["source"]) + "\n\ndef as_points(x):\n    return x.reshape(-1, 5, 2)\n"
+    edit_cells(nb, add_helper)
+    edit_answer(hw / LOSS, "focal_loss", "(alpha * targets + (1 - alpha) * (1 - targets))",
+                "((1 - alpha) * targets + alpha * (1 - targets))")
+    edit_answer(hw / "3_anchors.ipynb", "prior_box", "cx = (torch.arange(cols, dtype=torch.float64) + 0.5)",
+                "cx = (torch.arange(cols, dtype=torch.float64) + 0.0)")
+    (hw / "1_data.ipynb").rename(hw / "1_data (1).ipynb")
+    (hw / "2_model.ipynb").write_text('{"cells": [')
+    units = ("intersect", "jaccard", "encode", "decode", "multibox", "focal", "nms", "prior_box",
+             "face_stats", "centre_heatmap", "bbox_head")
+    results, output, _ = grade(root / "sub", root / "results.json", "--hw", "retinaface",
+                               "-k", " or ".join(units))
+    assert results, output
+    return results
+
+
+def test_plus_one_widths_are_named_and_intersect_is_not_blamed(first):
+    test = _feedback(first, "jaccard: known boxes")
+    assert test["score"] == 0 and "add one pixel (x2 - x1 + 1)" in test["output"]
+    assert "intersect" not in test["output"]
+    assert _feedback(first, "intersect: known boxes")["score"] == 1
+
+
+def test_one_missing_variance_is_named(first):
+    assert "v1 (variances[1]) is missing from the log sizes" in _feedback(first, "encode: random")["output"]
+    assert "v0 (variances[0]) is missing from the centre offsets" in _feedback(first, "decode: random")["output"]
+
+
+def test_the_loss_names_its_broken_dependencies_transitively(first):
+    test = _feedback(first, "multibox_loss: box, class")
+    assert test["score"] == 0
+    assert "calls your match, jaccard (through match), encode (through match)" in test["output"]
+
+
+def test_focal_alpha_on_the_wrong_class_and_nms_with_ge(first):
+    assert "alpha weights the wrong class" in _feedback(first, "focal_loss: agrees")["output"]
+    assert "IoU exactly equal to thresh was suppressed" in _feedback(first, "nms: identical and zero")["output"]
+
+
+def test_anchor_corners_on_one_axis(first):
+    assert "off by half a stride along x only" in _feedback(first, "prior_box: 640 x 640")["output"]
+
+
+def test_an_edited_locked_cell_is_said_to_be_discarded(first):
+    test = _feedback(first, "decode_landm: known values")
+    assert "you edited the locked cell(s) given_box_forms" in test["output"]
+    assert "edits are discarded" in test["output"]
+
+
+def test_renamed_and_unreadable_notebooks_are_said_once(first):
+    renamed = [t for t in first["tests"] if t["name"].startswith(("face_stats", "centre_heatmap"))]
+    assert "'1_data (1).ipynb': rename it to 1_data.ipynb" in renamed[0]["output"]
+    assert all("see the checks of" in t["output"] for t in renamed if not t["name"].startswith("face_stats"))
+    assert not any("no answer cell" in t["output"] for t in first["tests"])
+    model = _feedback(first, "bbox_head")
+    assert "2_model.ipynb could not be read as a Jupyter notebook" in model["output"]
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory):
+    """encode_landm still a stub (match calls it), decode_landm a stub of its own, NMS unsorted."""
+    root = tmp_path_factory.mktemp("mistakes2")
+    hw = copy_homework(root / "sub") / "retinaface"
+    set_answer(hw / MATCHING, "decode_landm", "def decode_landm(pre, priors, variances):\n"
+                                              "    raise NotImplementedError()\n")
+    set_answer(hw / MATCHING, "nms", loop_nms(order="torch.arange(len(dets))"))
+    set_answer(hw / MATCHING, "encode_landm", "def encode_landm(matched, priors, variances):\n"
+                                              "    raise NotImplementedError()\n")
+    results, output, _ = grade(root / "sub", root / "results.json", "--hw", "retinaface",
+                               "-k", "match or nms or multibox or decode_landm")
+    assert results, output
+    return results
+
+
+def test_not_implemented_names_the_unit_that_raises(second):
+    test = _feedback(second, "match: labels")
+    assert "your encode_landm (answer cell 'encode_landm' in 4_matching_nms.ipynb) still raises" in test["output"]
+    assert "answer cell 'decode_landm' still raises" in _feedback(second, "decode_landm: known")["output"]
+
+
+def test_unsorted_nms(second):
+    assert "not sorted by score first" in _feedback(second, "nms: agrees with torchvision.ops.nms over")["output"]
+
+
+def _check_cell(notebook, unit, source):
+    """What the check cell of ``unit`` prints when ``source`` replaces the solution's definition."""
+    namespace = dict(vars(load_notebook(REPO_ROOT / "solutions" / "retinaface" / notebook)))
+    exec(source, namespace)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        Checker("retinaface", namespace)(unit)
+    return out.getvalue()
+
+
+def test_check_cell_names_a_loss_divided_by_the_batch_size():
+    namespace = dict(vars(load_notebook(REPO_ROOT / "solutions" / "retinaface" / LOSS)))
+    right = namespace["MultiBoxLoss"]
+    out = _check_cell(LOSS, "multibox_loss", "")
+    assert "all public checks pass" in out
+
+    class OverBatch(right):
+        def forward(self, predictions, priors, targets):
+            loss_l, loss_c, loss_landm = super().forward(predictions, priors, targets)
+            num_pos = sum(int((match_conf != 0).sum()) for match_conf in self._conf(priors, targets))
+            return loss_l * num_pos / len(targets), loss_c * num_pos / len(targets), loss_landm
+
+        def _conf(self, priors, targets):
+            return [namespace["match"](self.threshold, t[:, :4], priors, self.variance, t[:, 14],
+                                       t[:, 4:14], self.force_min_iou)[1] for t in targets]
+    namespace["MultiBoxLoss"] = OverBatch
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        Checker("retinaface", namespace)("multibox_loss")
+    assert "loss_l is divided by the batch size" in printed.getvalue()
+
+
+def test_check_cell_does_not_blame_a_passing_dependency():
+    """The repro: a correct intersect and a jaccard with "+1": the check cell names the +1, not intersect."""
+    out = _check_cell(MATCHING, "jaccard", "def jaccard(a, b):\n"
+                      "    inter = intersect(a, b)\n"
+                      "    area = lambda x: (x[:, 2] - x[:, 0] + 1) * (x[:, 3] - x[:, 1] + 1)\n"
+                      "    return inter / (area(a)[:, None] + area(b)[None, :] - inter)\n")
+    assert "add one pixel" in out
+    assert "calls your intersect" not in out
