@@ -11,9 +11,10 @@ with ``score_histogram.png`` and ``unit_pass_rate.png``, ``written/<question>.ht
 
 Speed and isolation: this process imports torch and the kit once and never loads a reference or
 student code. Each submission is graded in a process forked from it (``--jobs`` at a time, killed
-past ``--submission-timeout``), whose grading workers are forked from a clean copy of it
-(``autograder.forkserver``): no interpreter or torch start-up per student. A rerun skips the
-students already graded unless ``--force``.
+past ``--submission-timeout``); its grading workers start as ``python -m autograder.worker`` (with
+``--fork-workers``, experimental, they are forked from a clean copy of this process instead,
+``autograder.forkserver``, saving the interpreter and torch start-up, but such workers were seen to
+hang when graders ran in parallel). A rerun skips the students already graded unless ``--force``.
 """
 from __future__ import annotations
 
@@ -108,10 +109,13 @@ def grade_student(student: Student, hw: str, out: Path, options: Options) -> Non
     from autograder.forkserver import ForkedSandbox, ForkServer
     from autograder.official import grade
 
-    server = ForkServer()  # first, while this process holds nothing secret
+    # First, while this process holds nothing secret. Off by default: workers forked this way were
+    # seen to hang when two graders ran at once (--jobs 2) under the isolation of autograder.isolation.
+    server = ForkServer() if options.fork_workers else None
     release = REPO_ROOT / "assignments" / hw
     try:
-        options.sandbox = functools.partial(ForkedSandbox, server=server)
+        if server is not None:
+            options.sandbox = functools.partial(ForkedSandbox, server=server)
         with tempfile.TemporaryDirectory(prefix="batch-") as tmp:
             try:
                 source = extract_notebooks(student.path, Path(tmp) / "unzipped") if student.is_zip \
@@ -127,7 +131,8 @@ def grade_student(student: Student, hw: str, out: Path, options: Options) -> Non
             data = dict(report.to_dict(), status="graded", written=written.answers(staged.folder, asked))
             _write(out, student.name, data, report)
     finally:
-        server.close()
+        if server is not None:
+            server.close()
 
 
 def _write(out: Path, student: str, data: dict, report) -> None:
@@ -255,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unit-memory-gb", type=float, default=4.0)
     parser.add_argument("--submission-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--fork-workers", action="store_true",
+                        help="experimental: fork the grading workers from the preloaded process (faster; "
+                             "with --jobs > 1 such workers were seen to hang, charging units as crashed)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of usage errors")
     args = parser.parse_args(argv)
     try:
@@ -270,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{hw}: {len(students)} submissions, {len(todo)} to grade "
               f"({len(students) - len(todo)} already graded; --force grades them again)", file=sys.stderr)
         options = Options(device=args.device, unit_timeout=args.unit_timeout, memory_gb=args.unit_memory_gb,
-                          reference_dir=_solutions(hw))
+                          reference_dir=_solutions(hw), fork_workers=args.fork_workers)
         if todo:
             preload(hw)
             run_all(todo, hw, args.out, options, args.jobs, args.submission_timeout)

@@ -28,6 +28,7 @@ class Options:
     hidden: bool = True                    # also the hidden checks (official grading)
     reference_dir: Path | None = None      # solutions/<hw>/: grade with reference dependencies
     sandbox: Callable[..., Sandbox] = Sandbox
+    fork_workers: bool = False             # batch: workers forked from the preloaded process (experimental)
 
 
 @dataclass
