@@ -43,7 +43,7 @@ def test_experiment_user_mistakes(data, tmp_path, capsys):
     cases = [
         (["train", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "r")], "not a dataset in the WIDER layout"),
         (["train", "--data", str(data), "--variant", "mixup=True", *TINY], "--variant mixup: not a switch of retinaface"),
-        (["train", "--data", str(data), "--cfg", "vgg99", *TINY], "unknown config 'vgg99' for --model retinaface"),
+        (["train", "--data", str(data), "--cfg", "vgg99", *TINY], "unknown --model retinaface config 'vgg99'"),
         (["evaluate", "--data", str(data), "--weights", str(tmp_path / "no.pt"), "--out", str(tmp_path / "e")],
          "no.pt: checkpoint not found"),
     ]

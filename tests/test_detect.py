@@ -158,7 +158,7 @@ def test_load_model_builds_every_registered_lite_config():
         assert not model.training and sum(p.numel() for p in model.parameters()) > 0
     with pytest.raises(UserError, match="unknown model 'yolo'"):
         load_model("yolo", "x")
-    with pytest.raises(UserError, match="unknown config 'tiny' for --model retinaface"):
+    with pytest.raises(UserError, match="unknown --model retinaface config 'tiny'"):
         load_model("retinaface", "tiny")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 
+from detector.configs import copy_config
+
 STEPS = [4, 8, 16, 32, 64, 128]               # stride of each source map (pixels)
 ANCHOR_SIZES = [16, 32, 64, 128, 256, 512]    # second-shot anchor sides (ANCHOR_SIZES2); first shot: half
 VGG_SOURCE_CHANNELS = [256, 512, 512, 1024, 512, 256]
@@ -71,11 +73,4 @@ CONFIGS = {cfg["name"]: cfg for cfg in (
 
 def get_config(name: str, **overrides) -> dict:
     """A fresh copy of configuration ``name`` with ``overrides`` (existing fields only)."""
-    if name not in CONFIGS:
-        raise KeyError(f"unknown DSFD config {name!r}; expected one of {sorted(CONFIGS)}")
-    cfg = copy.deepcopy(CONFIGS[name])
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise KeyError(f"unknown DSFD config fields {unknown}; fields are {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return copy_config(CONFIGS, name, "DSFD", **overrides)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 
+from detector.configs import copy_config
+
 cfg_mnet = {
     "name": "mobilenet0.25",
     "min_sizes": [[16, 32], [64, 128], [256, 512]],  # anchor side lengths (pixels) per FPN level
@@ -48,11 +50,4 @@ CONFIGS = {"mobilenet0.25": cfg_mnet, "resnet50": cfg_re50}
 
 def get_config(name: str, **overrides) -> dict:
     """A fresh copy of a named configuration (``mobilenet0.25`` or ``resnet50``) with overrides."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown config {name!r}; expected one of {sorted(CONFIGS)}")
-    cfg = copy.deepcopy(CONFIGS[name])
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; fields are {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return copy_config(CONFIGS, name, "RetinaFace", **overrides)

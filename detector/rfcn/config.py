@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 
+from detector.configs import copy_config
+
 DEFAULT_ANCHOR_RATIOS = (0.5, 1.0, 2.0)   # py-faster-rcnn: h / w
 DEFAULT_ANCHOR_SCALES = (8, 16, 32)       # py-faster-rcnn: 128, 256, 512 px at base 16
 FACE_ANCHOR_RATIOS = (1.0,)               # faces are roughly square
@@ -73,11 +75,4 @@ CONFIGS = {cfg["name"]: cfg for cfg in (cfg_lite, cfg_res50, cfg_res101)}
 
 def get_config(name: str, **overrides) -> dict:
     """A fresh copy of configuration ``name`` with ``overrides`` (existing fields only)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown R-FCN config {name!r}; expected one of {sorted(CONFIGS)}")
-    cfg = copy.deepcopy(CONFIGS[name])
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise ValueError(f"unknown R-FCN config fields {unknown}; fields are {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return copy_config(CONFIGS, name, "R-FCN", **overrides)

@@ -6,8 +6,9 @@ Boxes and anchors are in pixels of the network input, (x1, y1, x2, y2).
 """
 from __future__ import annotations
 
-import copy
 import math
+
+from detector.configs import copy_config
 
 NUM_ANCHOR_SCALES = 3                        # scales per octave (one ratio) -> 3 anchors per cell
 OCTAVE_BASE_SCALE = 2 ** (4 / 3)             # smallest anchor = 2^(4/3) x stride
@@ -53,11 +54,4 @@ CONFIGS = {"r50-gn-dcn": cfg_r50, "lite": cfg_lite}
 
 def get_config(name: str, **overrides) -> dict:
     """A fresh copy of config ``name`` with ``overrides`` (only existing fields)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown TinaFace config {name!r}; expected one of {sorted(CONFIGS)}")
-    cfg = copy.deepcopy(CONFIGS[name])
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise ValueError(f"unknown config fields {unknown}; fields are {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return copy_config(CONFIGS, name, "TinaFace", **overrides)

@@ -26,7 +26,6 @@ clear errors. ``cfg`` is the config dict (a fresh copy).
 """
 from __future__ import annotations
 
-import copy
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +33,7 @@ from typing import Any
 
 import torch
 
+from detector.configs import copy_config
 from utils.detectors.notebooks import NotebookCode, UserError, load_code
 from utils.detectors.weights import load_weights
 
@@ -55,16 +55,10 @@ def adapter(model: str) -> ModuleType:
 
 def config(model: str, cfg: str, **overrides: Any) -> dict:
     """A fresh copy of config ``cfg`` of ``model`` with ``overrides`` (only existing fields)."""
-    module = adapter(model)
-    if cfg not in module.CONFIGS:
-        raise UserError(f"unknown config {cfg!r} for --model {model}; expected one of "
-                        f"{', '.join(sorted(module.CONFIGS))}")
-    result = copy.deepcopy(module.CONFIGS[cfg])
-    unknown = sorted(set(overrides) - set(result))
-    if unknown:
-        raise UserError(f"unknown config fields {unknown} for {model}/{cfg}; fields are {sorted(result)}")
-    result.update(overrides)
-    return result
+    try:
+        return copy_config(adapter(model).CONFIGS, cfg, f"--model {model}", **overrides)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def load_model(model: str, cfg: str | dict, impl: str | Path = "solutions",
