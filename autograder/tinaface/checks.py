@@ -31,6 +31,15 @@ def expect_tuple(got, n, case, what):
 
 
 # -- deformable convolution -------------------------------------------------------------------------
+def expect_value_and_gradient(got, want, grad, case, what, wrt, atol, why_learned=""):
+    """``got`` = (value, gradient w.r.t. ``wrt``) matches ``want`` (value) and ``grad``; a missing
+    gradient says which input it should reach (``why_learned``: an optional reason)."""
+    expect_close(got[0], want.detach(), case, what, atol=atol)
+    if got[1] is None:
+        raise fail(case, f"no gradient reaches the {wrt}{why_learned}")
+    expect_close(got[1], grad, case, f"the gradient w.r.t. the {wrt}", atol=atol)
+
+
 def swap_dy_dx(offset: torch.Tensor) -> torch.Tensor:
     """The offsets with (dy, dx) of every tap exchanged: what a (dx, dy) reading computes."""
     b, c, h, w = offset.shape
@@ -136,10 +145,8 @@ def check_fusion(submission, names):
             if _close(got[0], oracles.fusion(x["inputs"], x["weights"], FUSION_EPS, with_eps=False), atol=1e-6):
                 raise fail(name, "fusion without eps: divide by eps + sum_j w_j (eps = 1e-4), which keeps "
                                  "the division finite when every weight is 0")
-        expect_close(got[0], want.detach(), name, "the fused tensor", atol=1e-6)
-        if got[1] is None:
-            raise fail(name, "no gradient reaches the weights: they are learned parameters")
-        expect_close(got[1], grads[0], name, "the gradient w.r.t. the weights", atol=1e-6)
+        expect_value_and_gradient(got, want, grads[0], name, "the fused tensor", "weights", 1e-6,
+                                  ": they are learned parameters")
 
 
 # -- anchors -------------------------------------------------------------------------------------
@@ -202,10 +209,7 @@ def check_focal(submission, name):
             raise fail(name, "alpha applied to the negatives: alpha_t = alpha for positives (targets 1) and "
                              "1 - alpha for negatives; with alpha 0.25 the rare positives get the smaller weight, "
                              "because gamma already silences the easy negatives")
-    expect_close(got[0], want.detach(), name, "the loss", atol=1e-5)
-    if got[1] is None:
-        raise fail(name, "no gradient reaches the logits")
-    expect_close(got[1], inputs.grad, name, "the gradient w.r.t. the logits", atol=1e-5)
+    expect_value_and_gradient(got, want, inputs.grad, name, "the loss", "logits", 1e-5)
 
 
 def check_diou(submission, name):
@@ -220,10 +224,7 @@ def check_diou(submission, name):
             raise fail(name, "DIoU without the centre-distance term: that is 1 - IoU; add rho^2 / c^2 (squared "
                              "distance of the centres over the squared diagonal of the enclosing box), the term "
                              "that still moves boxes that do not overlap")
-    expect_close(got[0], want.detach(), name, "the losses", atol=1e-5)
-    if got[1] is None:
-        raise fail(name, "no gradient reaches the predicted boxes")
-    expect_close(got[1], pred.grad, name, "the gradient w.r.t. the predicted boxes", atol=1e-5)
+    expect_value_and_gradient(got, want, pred.grad, name, "the losses", "predicted boxes", 1e-5)
 
 
 def check_iou_aware(submission, name):
