@@ -58,7 +58,7 @@ def test_notebook_folder_layouts(tmp_path):
     assert _folder(student / "retinaface") == (student / "retinaface", RELEASE_DIR)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"expected the retinaface notebooks 2_model.ipynb, 3_anchors.ipynb, "
-                                        r"4_matching_nms.ipynb, 5_loss_training.ipynb in .*empty/retinaface"):
+                                        r"4_matching_nms.ipynb, 5_loss_training.ipynb, 6_testing_finetuning.ipynb in .*empty/retinaface"):
         _folder(tmp_path / "empty")
     with pytest.raises(UserError, match=r"--impl .*nowhere: no such folder"):
         _folder(tmp_path / "nowhere")

@@ -124,10 +124,13 @@ def top_k_per_image(image_idx: torch.Tensor, scores: torch.Tensor, k: int,
     return order[first_k_per_image(image_idx[order], k, num_images)]
 
 
+def _shape(value) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 def _check_decoded(decoded: torch.Tensor, rows: int, width: int, what: str) -> torch.Tensor:
     if not isinstance(decoded, torch.Tensor) or tuple(decoded.shape) != (rows, width):
-        shape = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
-        raise ValueError(f"{what} returned {shape} for {rows} rows; expected a [{rows}, {width}] tensor")
+        raise ValueError(f"{what} returned {_shape(decoded)} for {rows} rows; expected a [{rows}, {width}] tensor")
     return decoded
 
 
@@ -140,6 +143,12 @@ class Detector:
     decode_fn: ``(loc [K, 4], priors [K, 4], variances) -> [K, 4] (x1, y1, x2, y2)`` normalised.
     decode_landm_fn: ``(landm [K, 10], priors [K, 4], variances) -> [K, 10]`` normalised, or None.
     score_fn: ``conf [B, P, C] -> [B, P]`` face scores (softmax over classes by default).
+    postprocess_fn: None (the vectorised batch pipeline above), or one image's post-processing
+        written elsewhere (the RetinaFace homework's ``postprocess``), called once per image as
+        ``postprocess_fn(loc [P, 4], conf [P, C], landm [P, 10] or None, priors [P, 4], (H, W),
+        variances=, conf_thresh=, nms_thresh=, top_k=, keep_top_k=) -> (boxes [K, 4] pixels,
+        scores [K], landmarks [K, 10] pixels or None)``, best first; it replaces steps 3's scoring,
+        decoding and NMS (``score_fn``, ``decode_fn``, ``decode_landm_fn`` are then unused).
     device: where inputs and post-processing go; None = the device of the model's parameters.
     """
 
@@ -148,6 +157,7 @@ class Detector:
                  *, conf_thresh: float = CONF_THRESH, nms_thresh: float = NMS_THRESH, top_k: int = TOP_K,
                  keep_top_k: int = KEEP_TOP_K, mean: Sequence[float] = BGR_MEAN,
                  score_fn: Callable[[torch.Tensor], torch.Tensor] = softmax_face_scores,
+                 postprocess_fn: Callable | None = None,
                  device: str | torch.device | None = None) -> None:
         for name, value in (("conf_thresh", conf_thresh), ("nms_thresh", nms_thresh)):
             if not 0.0 <= value <= 1.0:
@@ -162,6 +172,7 @@ class Detector:
         self.model = model
         self.priors = PriorCache(prior_fn)
         self.decode_fn, self.decode_landm_fn, self.score_fn = decode_fn, decode_landm_fn, score_fn
+        self.postprocess_fn = postprocess_fn
         self.variances = tuple(float(v) for v in variances)
         self.conf_thresh, self.nms_thresh = float(conf_thresh), float(nms_thresh)
         self.top_k, self.keep_top_k = int(top_k), int(keep_top_k)
@@ -220,6 +231,10 @@ class Detector:
                              f"input size {height}x{width}, whose prior "
                              f"generator gives {priors.shape[0]} priors; expected [B, P, 4], [B, P, C]")
 
+        if self.postprocess_fn is not None:
+            return [self._postprocess_one(loc[b], conf[b], None if landm is None else landm[b], priors,
+                                          (height, width)) for b in range(num_images)]
+
         # Flat rows (image * P + prior), already grouped by image: one index_select per tensor.
         flat_scores = self.score_fn(conf).reshape(-1)                            # [B * P]
         rows = torch.nonzero(flat_scores > self.conf_thresh).squeeze(1)          # [N]
@@ -252,6 +267,28 @@ class Detector:
         per_score = np.split(cand_scores[kept].cpu().numpy(), splits)
         per_landm = np.split(landmarks, splits) if landmarks is not None else [None] * num_images
         return [Detections(b, s, lm) for b, s, lm in zip(per_box, per_score, per_landm)]
+
+    def _postprocess_one(self, loc: torch.Tensor, conf: torch.Tensor, landm: torch.Tensor | None,
+                         priors: torch.Tensor, input_size: tuple[int, int]) -> Detections:
+        """One image through ``postprocess_fn``, its results checked and converted to numpy."""
+        result = self.postprocess_fn(loc, conf, landm, priors, input_size, variances=self.variances,
+                                     conf_thresh=self.conf_thresh, nms_thresh=self.nms_thresh,
+                                     top_k=self.top_k, keep_top_k=self.keep_top_k)
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise ValueError(f"postprocess_fn returned {type(result).__name__}; expected a tuple "
+                             f"(boxes [K, 4], scores [K], landmarks [K, 10] or None)")
+        boxes, scores, points = result
+        if not isinstance(scores, torch.Tensor) or scores.ndim != 1:
+            raise ValueError(f"postprocess_fn returned scores of {_shape(scores)}; expected a [K] tensor")
+        count = len(scores)
+        boxes = _check_decoded(boxes, count, BOX_COORDS, "postprocess_fn (boxes)")
+        if landm is not None and points is not None:
+            points = _check_decoded(points, count, LANDMARK_COORDS, "postprocess_fn (landmarks)")
+            points = points.detach().float().cpu().numpy()
+        elif landm is not None or points is not None:
+            raise ValueError("postprocess_fn must return landmarks exactly when it is given landm "
+                             f"(given {'landm' if landm is not None else 'None'}, returned {_shape(points)})")
+        return Detections(boxes.detach().float().cpu().numpy(), scores.detach().float().cpu().numpy(), points)
 
     @staticmethod
     def _empty(with_landmarks: bool) -> Detections:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from autograder.retinaface import cases_data, cases_loss
+from autograder.retinaface import cases_data, cases_loss, cases_testing
+from autograder.retinaface.library_ops import BOX_IOU_OPS, NMS_OPS
 from autograder.retinaface import oracles
 from autograder.retinaface.inputs import (clustered_dets, random_anchors, random_boxes, random_faces,
                                           random_faces_px, random_landmarks, random_offsets)
@@ -292,13 +293,6 @@ def _run_match(ns, x, device):
                     force_min_iou=x["force_min_iou"])
 
 
-# Library ops that compute what an exercise asks for: calling them scores the unit 0.
-BOX_IOU_OPS = ("torchvision.ops.box_iou", "torchvision.ops.boxes.box_iou", "torchvision.ops.generalized_box_iou",
-               "torchvision.ops.complete_box_iou", "torchvision.ops.distance_box_iou",
-               "torchvision.ops.boxes._box_inter_union")
-NMS_OPS = ("torchvision.ops.nms", "torchvision.ops.batched_nms", "torchvision.ops.boxes.nms",
-           "torchvision.ops.boxes.batched_nms", "torch.ops.torchvision.nms")
-
 UNITS = (
     *cases_data.UNITS,
     Unit("bbox_head", MODEL_NB, _run_head("BboxHead"), HEAD_CASES),
@@ -317,4 +311,5 @@ UNITS = (
     Unit("nms", MATCHING_NB, lambda ns, x, dev: ns.nms(x["dets"], x["thresh"]), NMS_CASES,
          depends=("jaccard",), forbidden=NMS_OPS + BOX_IOU_OPS),
     *cases_loss.UNITS,
+    *cases_testing.UNITS,
 )

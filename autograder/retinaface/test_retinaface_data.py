@@ -52,7 +52,7 @@ def _check_stats(submission, names):
             _expect_number(got[key], want[key], name, f"'{key}'")
 
 
-@graded("face_stats", 2, "counts faces and averages width, height and area")
+@graded("face_stats", 1, "counts faces and averages width, height and area")
 def test_face_stats(submission):
     _check_stats(submission, case_names(cases.STATS_CASES))
 

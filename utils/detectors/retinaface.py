@@ -4,6 +4,7 @@ and ``make_detector``.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,7 @@ import torch
 from data.augment import TrainAugment
 from data.widerface import WiderFaceDataset, detection_collate
 from detector.retinaface.config import CONFIGS
-from utils.detectors.notebooks import NotebookCode
+from utils.detectors.notebooks import NotebookCode, UserError
 from utils.inference import Detector
 from utils.train import TrainResult, fit
 from utils.train_config import TrainConfig
@@ -23,7 +24,8 @@ LITE = "mobilenet0.25"
 FULL = "resnet50"
 MODEL_NOTEBOOK, ANCHOR_NOTEBOOK = "2_model.ipynb", "3_anchors.ipynb"
 CODING_NOTEBOOK, LOSS_NOTEBOOK = "4_matching_nms.ipynb", "5_loss_training.ipynb"
-NOTEBOOKS = (MODEL_NOTEBOOK, ANCHOR_NOTEBOOK, CODING_NOTEBOOK, LOSS_NOTEBOOK)
+TESTING_NOTEBOOK = "6_testing_finetuning.ipynb"
+NOTEBOOKS = (MODEL_NOTEBOOK, ANCHOR_NOTEBOOK, CODING_NOTEBOOK, LOSS_NOTEBOOK, TESTING_NOTEBOOK)
 # The demo's recipe: about 10 minutes on 2 CPU cores (README), 16 crops of 320 px per step.
 DEMO = dict(image_size=320, max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
             optimizer="sgd", schedule="cosine", warmup_iterations=50, clip_grad_norm=10.0)
@@ -40,20 +42,45 @@ class Homework:
     decode_landm: Callable
     MultiBoxLoss: type
     FocalMultiBoxLoss: type
+    postprocess: Callable | None = None    # Part 8's; None: the kit's vectorised post-processing
 
 
 def load_homework(code: NotebookCode) -> Homework:
-    """The model, anchors, decoding and losses of ``code``; each function is run once on a tiny
-    input so that a stub is reported with its notebook now, not deep inside training."""
-    hw = Homework(code.get("RetinaFace", MODEL_NOTEBOOK), code.get("PriorBox", ANCHOR_NOTEBOOK),
-                  code.get("decode", CODING_NOTEBOOK), code.get("decode_landm", CODING_NOTEBOOK),
-                  code.get("MultiBoxLoss", LOSS_NOTEBOOK), code.get("FocalMultiBoxLoss", LOSS_NOTEBOOK))
-    priors = code.run("PriorBox", ANCHOR_NOTEBOOK, lambda: hw.PriorBox(CONFIGS[LITE], image_size=SMOKE_SIZE).forward())
-    rows = torch.as_tensor(priors)[:1]
+    """The model, anchors, decoding, losses and post-processing of ``code``; each function is run
+    once on a tiny input so that a stub is reported with its notebook now, not deep inside training.
+
+    Part 8's ``postprocess`` (which calls the student's ``nms``) is used when it runs; while it is
+    not implemented yet, detections come from the kit's post-processing and a note says so on
+    stderr (training does not need it)."""
+    priors = code.run("PriorBox", ANCHOR_NOTEBOOK,
+                      lambda: code.get("PriorBox", ANCHOR_NOTEBOOK)(CONFIGS[LITE], image_size=SMOKE_SIZE).forward())
+    priors = torch.as_tensor(priors)
     variances = CONFIGS[LITE]["variance"]
-    code.call("decode", CODING_NOTEBOOK, torch.zeros(1, 4), rows, variances)
-    code.call("decode_landm", CODING_NOTEBOOK, torch.zeros(1, 10), rows, variances)
-    return hw
+    code.call("decode", CODING_NOTEBOOK, torch.zeros(1, 4), priors[:1], variances)
+    code.call("decode_landm", CODING_NOTEBOOK, torch.zeros(1, 10), priors[:1], variances)
+    return Homework(code.get("RetinaFace", MODEL_NOTEBOOK), code.get("PriorBox", ANCHOR_NOTEBOOK),
+                    code.get("decode", CODING_NOTEBOOK), code.get("decode_landm", CODING_NOTEBOOK),
+                    code.get("MultiBoxLoss", LOSS_NOTEBOOK), code.get("FocalMultiBoxLoss", LOSS_NOTEBOOK),
+                    _working_postprocess(code, priors, variances))
+
+
+def _working_postprocess(code: NotebookCode, priors: torch.Tensor, variances) -> Callable | None:
+    """Part 8's ``postprocess`` if it runs on a tiny input, None (with a note) while it or the
+    ``nms`` it calls is a stub; any other failure is the student's error to see."""
+    rows = len(priors)
+    try:
+        postprocess = code.get("postprocess", TESTING_NOTEBOOK)
+        postprocess(torch.zeros(rows, 4), torch.zeros(rows, 2), torch.zeros(rows, 10), priors, SMOKE_SIZE,
+                    variances=variances)
+    except NotImplementedError as err:
+        print(f"note: {code.folder / TESTING_NOTEBOOK}: postprocess (or the nms it calls) is not "
+              f"implemented yet ({err}); detections use the kit's post-processing", file=sys.stderr)
+        return None
+    except UserError:
+        raise
+    except Exception as err:
+        raise code.error(f"postprocess failed: {type(err).__name__}: {err}", TESTING_NOTEBOOK) from err
+    return postprocess
 
 
 def retinaface_criterion(loss: torch.nn.Module, cfg: dict, landmarks: bool = True) -> Callable:
@@ -83,10 +110,14 @@ def train_retinaface(hw: Homework, cfg: dict, data_root: str | Path, config: Tra
                collate_fn=detection_collate, prior_fn=lambda size: hw.PriorBox(cfg, size).forward())
 
 
-def make_detector(hw: Homework, model: torch.nn.Module, cfg: dict, **options) -> Detector:
-    """A batched detector for ``model`` with the notebook's anchors and decoding."""
+def make_detector(hw: Homework, model: torch.nn.Module, cfg: dict, postprocess: Callable | None = None,
+                  **options) -> Detector:
+    """A batched detector for ``model`` with the notebook's anchors and decoding; with
+    ``postprocess`` (Part 8's function) each image's detections come from it instead of the kit's
+    vectorised post-processing."""
     return Detector(model, lambda size: hw.PriorBox(cfg, size).forward(), hw.decode, hw.decode_landm,
-                    cfg["variance"], **options)
+                    cfg["variance"], postprocess_fn=postprocess if postprocess is not None else hw.postprocess,
+                    **options)
 
 
 # -- the detector interface (utils.detectors) ------------------------------------------------------
