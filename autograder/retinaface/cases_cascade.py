@@ -52,7 +52,6 @@ CM_PULLED = "three faces, refined boxes pulled towards them"
 CM_NOT_FORCED = "a small face whose best refined box is below the threshold is not forced"
 CM_AT_THRESHOLD = "IoU exactly at the threshold (refined boxes = the anchors)"
 CM_EMPTY = "no faces"
-CM_RANDOM = ("12 random faces on a 160 x 160 image (float64)", "8 random faces, large step-1 offsets")
 MATCH_CASCADE_CASES = (
     Case(CM_PULLED, lambda d: cascade_match_inputs(
         [[6.3, 7.1, 25.8, 29.4], [35.2, 30.7, 60.1, 58.3], [30.4, 3.2, 44.9, 17.6]],
@@ -67,9 +66,9 @@ MATCH_CASCADE_CASES = (
     Case("threshold 0.6 (an argument)", lambda d: cascade_match_inputs(
         [[6.3, 7.1, 25.8, 29.4], [35.2, 30.7, 60.1, 58.3]], threshold=0.6, seed=93)),
     Case(CM_EMPTY, lambda d: cascade_match_inputs([], seed=94)),
-    Case(CM_RANDOM[0], lambda d: cascade_match_inputs(random_faces_px(12, 160, 95), image=160,
+    Case("12 random faces on a 160 x 160 image (float64)", lambda d: cascade_match_inputs(random_faces_px(12, 160, 95), image=160,
                                                       dtype=torch.float64, seed=95), public=False),
-    Case(CM_RANDOM[1], lambda d: cascade_match_inputs(random_faces_px(8, 96, 96), image=96, scale=1.5,
+    Case("8 random faces, large step-1 offsets", lambda d: cascade_match_inputs(random_faces_px(8, 96, 96), image=96, scale=1.5,
                                                       pull=0.3, seed=96), public=False),
 )
 
