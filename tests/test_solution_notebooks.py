@@ -12,7 +12,7 @@ from utils.run_notebooks import main as run_notebooks
 # Each homework's parameters cell, shrunk to seconds (names the notebook does not define are ignored).
 TINY_PARAMS = {
     "retinaface": {"TRAIN_IMAGES": 4, "VAL_IMAGES": 4, "IMAGE_SIZE": 96, "BATCH_SIZE": 2, "EPOCHS": 1,
-                   "COMPARE_ITERATIONS": 2, "FINETUNE_ITERATIONS": 2},
+                   "COMPARE_ITERATIONS": 2, "FINETUNE_ITERATIONS": 2, "CASCADE_ITERATIONS": 2},
     "dsfd": {"ITERATIONS": 1, "BATCH_SIZE": 2, "IMAGE_SIZE": 128, "MAX_PHI": 1, "COMPENSATION_IMAGES": 4},
     "tinaface": {"IMAGE_SIZE": 64, "BATCH_SIZE": 2, "ITERATIONS": 2, "TIMING_SIZE": 8, "TIMING_REPEATS": 1,
                  "NECK_CONFIGS": ("lite",)},

@@ -1,6 +1,6 @@
 """Graded units of the RetinaFace homework: where each answer cell lives, how it is called, and the
 deterministic inputs it is run on, in notebook order (Parts 1/3 and 7 are in
-``cases_data.py`` and ``cases_loss.py``). The checks and points are in
+``cases_data.py`` and ``cases_loss.py``; the optional cascade part in ``cases_cascade.py``). The checks and points are in
 ``test_retinaface*.py``."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from autograder.retinaface import cases_data, cases_loss, cases_testing
+from autograder.retinaface import cases_cascade, cases_data, cases_loss, cases_testing
 from autograder.retinaface.library_ops import BOX_IOU_OPS, NMS_OPS
 from autograder.retinaface import oracles
 from autograder.retinaface.inputs import (clustered_dets, random_anchors, random_boxes, random_faces,
@@ -312,4 +312,5 @@ UNITS = (
          depends=("jaccard",), forbidden=NMS_OPS + BOX_IOU_OPS),
     *cases_loss.UNITS,
     *cases_testing.UNITS,
+    *cases_cascade.UNITS,
 )
