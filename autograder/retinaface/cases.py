@@ -1,7 +1,7 @@
 """Graded units of the RetinaFace homework: where each answer cell lives, how it is called, and the
-deterministic inputs it is run on, in notebook order (Parts 1/3 and 7 are in
-``cases_data.py`` and ``cases_loss.py``; the optional cascade part in ``cases_cascade.py``). The checks and points are in
-``test_retinaface*.py``."""
+deterministic inputs it is run on, in notebook order (Parts 1/3, 7 and 8 are in ``cases_data.py``,
+``cases_loss.py`` and ``cases_testing.py``; the optional cascade part in ``cases_cascade.py``). The
+checks and points are in ``test_retinaface*.py``."""
 from __future__ import annotations
 
 import math
