@@ -198,6 +198,23 @@ def test_crowd_gives_the_public_result(public):
 
 
 @needs_public
+def test_the_notebook_postprocess_and_the_kits_vectorised_pipeline_agree(public):
+    """The detector runs the notebook's per-image ``postprocess`` (Part 8); the kit's batched
+    pipeline (``postprocess_fn=None``) must give the same detections on the crowd photo."""
+    detector, photos, outputs, alone = public
+    assert detector.postprocess_fn is not None
+    detector.postprocess_fn, notebook = None, detector.postprocess_fn
+    try:
+        batched = detector.postprocess(outputs["crowd"], photos["crowd"].shape[:2])[0]
+    finally:
+        detector.postprocess_fn = notebook
+    assert len(batched) == len(alone["crowd"])
+    np.testing.assert_allclose(batched.boxes, alone["crowd"].boxes, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(batched.scores, alone["crowd"].scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.landmarks, alone["crowd"].landmarks, rtol=1e-5, atol=1e-3)
+
+
+@needs_public
 @pytest.mark.parametrize("name", ["astronaut", "camera", "grace_hopper"])
 def test_single_face_photos_give_one_face(public, name):
     _, _, _, alone = public
