@@ -40,7 +40,8 @@ NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
 # init the run logged a rising loss (15.6 at step 50 -> 20.1 at 150): the deep maps carried ~1e-5 of
 # the image (see init_from_scratch). Same 60-step schedule (warmup 10 to lr 0.01, cosine), steps 11-25
 # at lr ~0.01: mean loss 18.7 with the default init (conf losses spiking to 6-7), 15.6 with
-# init_from_scratch, which went on down to 13.6 at step 48. AP at this budget: not measured (CPU shared).
+# init_from_scratch, which went on down to 13.4 at step 50 (AP easy after those 60 steps: 0.000, far too
+# short to judge). AP at the 1000-step budget: not measured (CPU shared).
 DEMO = dict(image_size=256, max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
             optimizer="sgd", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0)
 MIN_FACE_PX = 1.0            # boxes narrower or lower than this after data-anchor-sampling are dropped
