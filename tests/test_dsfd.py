@@ -180,3 +180,30 @@ def test_misplaced_priors_equal_pal_priors_for_correct_taps(code):
     project = module.misplaced_priors(get_config("efficientnet_b0_project"), (640, 640))[1]
     level0 = project[:40 * 40]
     assert math.isclose(float(level0[:, 0].max()), 39.5 * 4 / 640, rel_tol=1e-6)   # a quarter of the image
+
+
+def _spatial_signal(model, layer: str) -> float:
+    """Mean over channels of the spatial std of ``layer``'s output on one image-like input."""
+    found = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: found.update(out=o))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 256, 256) * 60)   # pixels minus the mean colour
+    handle.remove()
+    return float(found["out"].std(dim=(2, 3)).mean())
+
+
+def test_init_from_scratch_keeps_the_image_in_the_deep_maps(code):
+    """PyTorch's default init leaves the VGG-lite's multiplicative FPN a ~1e-5 spatial signal (the
+    detector starts blind); the demo's He init must carry it through, without blowing it up."""
+    module = adapter("dsfd")
+    torch.manual_seed(0)
+    model = module.build_model(get_config("vgg16_lite"), code).train()
+    layer = "fpn_topdown.3"
+    assert _spatial_signal(model, layer) < 1e-3          # the failure init_from_scratch repairs
+    module.init_from_scratch(model)
+    assert 1e-1 < _spatial_signal(model, layer) < 1e3
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 256, 256) * 60)
+    assert all(0.01 < float(o.std()) < 10 for o in outputs)   # heads start small and finite
+    assert all(float(m.bias.abs().max()) == 0 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
