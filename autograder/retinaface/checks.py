@@ -223,26 +223,34 @@ def _anchor_text(priors, p):
     return "anchor {} (cx, cy, w, h = {})".format(p, ", ".join(f"{v:.4f}" for v in priors[p].tolist()))
 
 
-def match_outputs(submission, name):
-    """The (loc_t, conf_t, landm_t) of a case, with their shapes and dtypes checked."""
-    got = submission.output("match", name)
-    expect_type(got, (tuple, list), name, "match's result")
-    if len(got) != 3:
-        raise fail(name, f"match should return (loc_t, conf_t, landm_t), got {describe(got)}")
-    x = submission.inputs("match", name)
-    num_priors, dtype = x["priors"].shape[0], x["priors"].dtype
-    for what, value, shape in zip(("loc_t", "conf_t", "landm_t"), got,
-                                  ([num_priors, 4], [num_priors], [num_priors, 10])):
+def matching_outputs(submission, unit: str, name: str, anchors_key: str, widths: dict) -> tuple:
+    """A matching unit's (inputs, result) for a case, the result's shapes and dtypes checked.
+
+    widths: the result's parts in order, e.g. {"loc_t": 4, "conf_t": None, "landm_t": 10} (None: a
+    [P] int64 label vector; a number: [P, width] rows in the dtype of the inputs' ``anchors_key``)."""
+    got = submission.output(unit, name)
+    expect_type(got, (tuple, list), name, f"{unit}'s result")
+    if len(got) != len(widths):
+        raise fail(name, f"{unit} should return ({', '.join(widths)}), got {describe(got)}")
+    x = submission.inputs(unit, name)
+    num, dtype = x[anchors_key].shape[0], x[anchors_key].dtype
+    for (what, width), value in zip(widths.items(), got):
         expect_tensor(value, name, what)
+        shape = [num] if width is None else [num, width]
         if list(value.shape) != shape:
             raise fail(name, f"{what} should be {shape} (one row per anchor), got {describe(value)}")
-    if got[1].dtype != torch.long:
-        raise fail(name, f"conf_t should hold int64 labels (torch.long), got {describe(got[1])}")
-    for what, value in (("loc_t", got[0]), ("landm_t", got[2])):
-        if value.dtype != dtype:
-            raise fail(name, f"{what} should have the priors' dtype ({describe(x['priors'])}), "
+    for (what, width), value in zip(widths.items(), got):
+        if width is None and value.dtype != torch.long:
+            raise fail(name, f"{what} should hold int64 labels (torch.long), got {describe(value)}")
+        if width is not None and value.dtype != dtype:
+            raise fail(name, f"{what} should have the dtype of {anchors_key} ({describe(x[anchors_key])}), "
                              f"got {describe(value)}")
     return x, got
+
+
+def match_outputs(submission, name):
+    """The (loc_t, conf_t, landm_t) of a ``match`` case, with their shapes and dtypes checked."""
+    return matching_outputs(submission, "match", name, "priors", {"loc_t": 4, "conf_t": None, "landm_t": 10})
 
 
 def _oracle_match(x):

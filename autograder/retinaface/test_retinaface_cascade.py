@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from autograder.explain import fail, noting
-from autograder.feedback import GradingFailure, describe, expect_close, expect_equal, expect_tensor, expect_type
+from autograder.feedback import GradingFailure, describe, expect_close, expect_equal, expect_tensor
 from autograder.grading import graded
 from autograder.retinaface import cases_cascade as cases
-from autograder.retinaface import mistakes, oracles
+from autograder.retinaface import checks, mistakes, oracles
 from autograder.retinaface.cases_loss import loss_priors
 from autograder.retinaface.oracles_cascade import match_refined
 from autograder.retinaface.test_retinaface_loss import multibox_oracle
@@ -41,22 +41,7 @@ STEP1_HINT = "step 1's losses are MultiBoxLoss on (loc1, conf, landm), the first
 
 # -- step 2's matching -----------------------------------------------------------------------------
 def _match_outputs(submission, name):
-    got = submission.output("match_cascade", name)
-    expect_type(got, (tuple, list), name, "match_cascade's result")
-    if len(got) != 2:
-        raise fail(name, f"match_cascade should return (loc_t, conf_t), got {describe(got)}")
-    x = submission.inputs("match_cascade", name)
-    num, dtype = x["refined"].shape[0], x["refined"].dtype
-    for what, value, shape in zip(("loc_t", "conf_t"), got, ([num, 4], [num])):
-        expect_tensor(value, name, what)
-        if list(value.shape) != shape:
-            raise fail(name, f"{what} should be {shape} (one row per anchor), got {describe(value)}")
-    if got[1].dtype != torch.long:
-        raise fail(name, f"conf_t should hold int64 labels (torch.long), got {describe(got[1])}")
-    if got[0].dtype != dtype:
-        raise fail(name, f"loc_t should have the refined boxes' dtype ({describe(x['refined'])}), got "
-                         f"{describe(got[0])}")
-    return x, got
+    return checks.matching_outputs(submission, "match_cascade", name, "refined", {"loc_t": 4, "conf_t": None})
 
 
 def _oracle(x, threshold=None, **mistake):
