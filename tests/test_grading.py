@@ -16,10 +16,11 @@ UNIT_TIMEOUT = "15"  # seconds; the retinaface unit needs ~1 s on an idle CPU, s
 
 
 def _assert_only_nms_lost(results, kind_text):
+    """nms scores 0; every unit but nms and its caller postprocess (Part 8) keeps full marks."""
     scores = scores_by_unit(results)
     assert scores["nms"][0] == 0, scores
     for unit, (score, max_score) in scores.items():
-        if unit != "nms":
+        if unit not in ("nms", "postprocess"):
             assert score == max_score > 0, (unit, scores)
     nms_outputs = " ".join(t["output"] for t in results["tests"] if t["name"].startswith("nms"))
     assert kind_text in nms_outputs, nms_outputs

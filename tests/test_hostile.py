@@ -207,7 +207,11 @@ def test_kit_files_are_untouched_and_attacking_units_keep_their_points(attacked)
     assert not (REFERENCES.parent / "extra.pt").exists()
     scores = scores_by_unit(attacked["results"])
     for unit, (score, max_score) in scores.items():
-        if unit not in FORBIDDEN_CALLS and unit != "prior_box":  # match calls jaccard: allowed there
+        # match calls jaccard: allowed there; these call an attacked unit or left a thread running:
+        # postprocess calls nms, match_cascade (which forbids box_iou itself) calls jaccard, and
+        # cascade_loss calls match_cascade
+        if unit not in FORBIDDEN_CALLS and unit not in ("prior_box", "postprocess", "match_cascade",
+                                                          "cascade_loss"):
             assert score == max_score > 0, (unit, scores, attacked["output"][-3000:])
 
 
