@@ -291,8 +291,17 @@ def test_input_errors_say_what_was_expected():
     with pytest.raises(ValueError, match="gives 5 priors"):
         wrong_priors.detect([IMAGE])
     bad_decode = Detector(PatchModel(), grid_priors, lambda loc, p, v: loc[:, :2], decode_landm, conf_thresh=0)
-    with pytest.raises(ValueError, match=r"decode_fn returned \(\d+, 2\)"):
+    with pytest.raises(ValueError, match=r"decode_fn returned shape \(\d+, 2\)"):
         bad_decode.detect([IMAGE])
+    # a per-image postprocess_fn (RetinaFace's Part 8) must return (boxes, scores, landmarks)
+    not_a_tuple = Detector(PatchModel(), grid_priors, decode, decode_landm,
+                           postprocess_fn=lambda *args, **options: torch.zeros(3, 4))
+    with pytest.raises(ValueError, match=r"postprocess_fn returned Tensor; expected a tuple"):
+        not_a_tuple.detect([IMAGE])
+    no_landmarks = Detector(PatchModel(), grid_priors, decode, decode_landm,
+                            postprocess_fn=lambda *args, **options: (torch.zeros(2, 4), torch.zeros(2), None))
+    with pytest.raises(ValueError, match=r"must return landmarks exactly when it is given landm"):
+        no_landmarks.detect([IMAGE])
     for options in ({"conf_thresh": 1.5}, {"nms_thresh": -0.1}, {"top_k": 0}, {"keep_top_k": 0},
                     {"mean": (1, 2)}):
         with pytest.raises(ValueError):
