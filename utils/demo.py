@@ -7,7 +7,9 @@ on the embedded dataset, on the CPU, and report its WIDER FACE AP.
 1. the embedded dataset is generated into ``--data`` unless it is already there;
 2. dataset figures: face heights, face-centre heatmap, the first training images with their faces;
 3. the model's CPU lite config (MobileNet-0.25 for RetinaFace; the solutions' notebook code) trains
-   from scratch (initialised by the adapter's ``demo_init`` where it has one) with the budget of its adapter (``DEMO`` in ``utils/detectors/<model>.py``); an interrupted run resumes from its last checkpoint when started again;
+   from scratch (``utils.experiment.train_detector``: the adapter's ``init_from_scratch`` where it
+   has one) with the budget of its adapter (``DEMO`` in ``utils/detectors/<model>.py``); an
+   interrupted run resumes from its last checkpoint when started again;
 4. loss curves (every 20 iterations), then every validation image is detected at its original
    size and scored with the official WIDER protocol: PR curves and AP easy / medium / hard;
 5. detections drawn on validation images, and ``summary.md`` with the figures and the AP.
@@ -28,7 +30,7 @@ import torch
 from data.synthetic import generate
 from data.widerface import WiderFaceDataset, load_image
 from utils.cli import run
-from utils.detectors import ADAPTERS, adapter, config as model_config, load_detector, load_model
+from utils.detectors import ADAPTERS, adapter, config as model_config, load_detector
 from utils.experiment import GROUND_TRUTH, evaluate_detector, train_detector
 from utils.train_config import TrainConfig
 from utils.viz import draw_detections, plot_loss_curves, plot_pr_curves, show_images
@@ -155,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(**{**DEMO_RUN, **budget}, out_dir=str(train_dir), resume=resume)
     cfg = model_config(args.model, module.LITE, image_size=crop)
     t = time.monotonic()
-    model = None
-    if hasattr(module, "demo_init"):  # the adapter's initialisation for training from scratch
-        model = module.demo_init(load_model(args.model, cfg, seed=config.seed).train())
-    result = train_detector(args.model, cfg, args.data, config, model=model)
+    result = train_detector(args.model, cfg, args.data, config)
     timings["training"] = time.monotonic() - t
     checkpoint = f"{args.model}_{module.LITE}_demo.pt"
     torch.save(result.model.state_dict(), out / checkpoint)

@@ -54,8 +54,9 @@ def check_dataset(data_root: str | Path, split: str) -> Path:
 def train_detector(model_name: str, cfg: dict, data_root: str | Path, train_config: TrainConfig,
                    impl: str | Path = "solutions", model: torch.nn.Module | None = None,
                    **variant) -> TrainResult:
-    """Train ``model`` (a new one seeded by ``train_config.seed`` when None) of homework
-    ``model_name`` with config ``cfg`` on ``data_root/train``; ``variant``: the homework's switches."""
+    """Train ``model`` (a new one seeded by ``train_config.seed`` when None, initialised by the
+    adapter's ``init_from_scratch`` where it has one) of homework ``model_name`` with config ``cfg``
+    on ``data_root/train``; ``variant``: the homework's switches."""
     module = adapter(model_name)
     switches = [name for name in inspect.signature(module.train_model).parameters
                 if name not in TRAIN_MODEL_ARGS]
@@ -66,6 +67,8 @@ def train_detector(model_name: str, cfg: dict, data_root: str | Path, train_conf
     check_dataset(data_root, "train")
     if model is None:
         model = load_model(model_name, cfg, impl, seed=train_config.seed).train()
+        if hasattr(module, "init_from_scratch"):  # e.g. DSFD: VGG without BatchNorm starts blind otherwise
+            module.init_from_scratch(model)
     code = load_code(model_name, impl, module.NOTEBOOKS)
     return module.train_model(model, cfg, data_root, train_config, code, **variant)
 

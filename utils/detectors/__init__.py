@@ -19,6 +19,8 @@ An adapter is a module ``utils/detectors/<hw>.py`` with:
                                                          -> list[utils.inference.Detections]
     train_model(model, cfg, data_root, config, code, **variant) -> utils.train.TrainResult
                                                          variant: the homework's ablation switches
+    init_from_scratch(model) (optional)                  re-initialises a new model in place before
+                                                         training from scratch (utils.experiment)
 
 ``code`` is a ``utils.detectors.notebooks.NotebookCode``: the notebooks of the solutions or of a
 student's folder (answer cells with the release's given cells), loaded once, names looked up with

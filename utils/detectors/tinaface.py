@@ -32,7 +32,10 @@ NOTEBOOKS = (MODEL_NOTEBOOK, BOXES_NOTEBOOK)
 # backward of 8 crops is 3.4-4.5x RetinaFace's step of 16 crops of 320 px (3379 vs 245 MMAC per crop);
 # the two DCN layers (torchvision deform_conv2d, layer3/layer4) take ~30% of it, the loss (assignment,
 # focal, DIoU, IoU-aware) ~1%, augmentation ~1%. With RetinaFace's 611 s per 1000 steps: 2.1-2.7 s per
-# step, 400 steps ~ 14-18 min on 2 free cores (450 could pass 20). AP: not measured (CPU shared).
+# step, 400 steps ~ 14-18 min on 2 free cores (450 could pass 20). Measured since on the quiet 2-core
+# machine (2 threads, `make demo MODEL=tinaface`, stopped at step 27): 1.7-1.9 images/s, 4.3 s per step,
+# so 400 steps ~ 29 min, over the 20-minute target; the 1-thread ratio above underestimated 2 threads.
+# AP: not measured.
 DEMO = dict(image_size=320, max_iterations=400, batch_size=8, lr=1e-2, momentum=0.9, weight_decay=5e-4,
             optimizer="sgd", schedule="cosine", warmup_iterations=50, warmup_ratio=0.1, clip_grad_norm=10.0)
 SMOKE_SIZE = (64, 64)
