@@ -31,19 +31,15 @@ LITE = "vgg16_lite"
 FULL = "vgg16"                 # the public checkpoint's layout (GPU)
 MODEL_NOTEBOOK, TRAINING_NOTEBOOK = "1_model.ipynb", "3_anchors_loss_sampling.ipynb"
 NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
-# The demo's recipe (VGG-16-lite, crops of 256 px), trained from ``init_from_scratch`` (train_detector and
-# train_dsfd apply it to every model they build). Cost (2026-11-30, loaded 2-core machine, torch 1 thread, in one process so the load cancels): a
-# forward+backward of 16 crops is 1.53-1.57x RetinaFace's demo step (16 x 320 px; /tmp ratio script as
-# bench.dsfd), 499 vs 245 MMAC per crop; per step the rest is small (augmentation incl. data-anchor-
-# sampling 5%, PAL matching + mining of both shots 3%, optimizer <1%). RetinaFace's demo takes 611 s
-# for 1000 steps, so 1000 steps here ~ 1.6 x 611 s ~ 16-17 min on 2 free cores. With PyTorch's default
-# init the run logged a rising loss (15.6 at step 50 -> 20.1 at 150): the deep maps carried ~1e-5 of
-# the image (see init_from_scratch). Same 60-step schedule (warmup 10 to lr 0.01, cosine), steps 11-25
-# at lr ~0.01: mean loss 18.7 with the default init (conf losses spiking to 6-7), 15.6 with
-# init_from_scratch, which went on down to 13.4 at step 50 (AP easy after those 60 steps: 0.000, far too
-# short to judge). Measured since on the quiet 2-core machine (2 threads, steps 651-1000 of `make demo
-# MODEL=dsfd`): 10.1 images/s, 1.6 s per step, so 1000 steps ~ 27 min (the estimate above was 1.6x too
-# low); AP easy / medium / hard 0.464 / 0.791 / 0.775 (large faces missed: see README, DSFD).
+# The demo's recipe (VGG-16-lite, crops of 256 px), trained from ``init_from_scratch`` (train_detector
+# and train_dsfd apply it to every model they build). Cost: 499 vs RetinaFace's 245 MMAC per crop; per
+# step, augmentation incl. data-anchor-sampling ~5%, PAL matching + mining of both shots ~3%, optimizer
+# <1%. Measured 2026-11-30 on the quiet 2-core machine (2 threads, steps 651-1000 of `make demo
+# MODEL=dsfd`): 10.1 images/s, 1.6 s per step, so 1000 steps ~ 27 min, over the 20-minute target; AP easy
+# / medium / hard 0.464 / 0.791 / 0.775 (large faces missed: see README, DSFD). With PyTorch's default
+# init the loss rose (15.6 at step 50 -> 20.1 at 150; same 60-step schedule, steps 11-25 at lr ~0.01:
+# mean loss 18.7 with the default init, 15.6 with init_from_scratch): the deep maps carried ~1e-5 of
+# the image (see init_from_scratch).
 DEMO = dict(image_size=256, max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
             optimizer="sgd", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0)
 MIN_FACE_PX = 1.0            # boxes narrower or lower than this after data-anchor-sampling are dropped
@@ -152,7 +148,6 @@ def init_from_scratch(model: torch.nn.Module, input_std: float = INPUT_STD) -> t
     return model
 
 
-
 def dsfd_criterion(loss: torch.nn.Module, pal: bool = True) -> Callable:
     """``criterion(outputs, targets, priors) -> dict`` for ``utils.train.fit``; priors [2, P, 4] are
     the two shots' anchors stacked. ``pal=False`` trains the second shot alone (PAL ablation)."""
@@ -164,10 +159,10 @@ def dsfd_criterion(loss: torch.nn.Module, pal: bool = True) -> Callable:
 
 def train_dsfd(hw: Homework, cfg: dict, data_root: str | Path, config: TrainConfig, pal: bool = True,
                model: torch.nn.Module | None = None) -> TrainResult:
-    """Train ``model`` (a new ``hw.DSFD(cfg)`` seeded by ``config.seed`` and ``init_from_scratch`` when
-    None) on
-    ``data_root/train`` with crops of ``cfg['image_size']`` pixels; ``cfg['das_prob']`` = 0 turns
-    data-anchor-sampling off, ``cfg['fem']`` False the FEM (a model without it)."""
+    """Train ``model`` (when None, a new ``hw.DSFD(cfg)`` seeded by ``config.seed`` and initialised by
+    ``init_from_scratch``) on ``data_root/train`` with crops of ``cfg['image_size']`` pixels;
+    ``cfg['das_prob']`` = 0 turns data-anchor-sampling off, ``cfg['fem']`` False the FEM (a model
+    without it)."""
     if cfg["image_size"] % max(cfg["steps"]):
         raise ValueError(f"cfg['image_size'] = {cfg['image_size']} must be a multiple of {max(cfg['steps'])}")
     if model is None:

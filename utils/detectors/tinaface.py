@@ -27,15 +27,12 @@ LITE = "lite"
 FULL = "r50-gn-dcn"          # vedadet's ResNet-50-GN-DCN (GPU)
 MODEL_NOTEBOOK, BOXES_NOTEBOOK = "1_model.ipynb", "2_anchors_losses.ipynb"
 NOTEBOOKS = (MODEL_NOTEBOOK, BOXES_NOTEBOOK)
-# The demo's recipe for the lite config: 400 steps of 8 crops of 320 px. Cost (2026-11-30, loaded 2-core
-# machine, 1 torch thread, in one process with RetinaFace's demo step so the load cancels): a forward+
-# backward of 8 crops is 3.4-4.5x RetinaFace's step of 16 crops of 320 px (3379 vs 245 MMAC per crop);
-# the two DCN layers (torchvision deform_conv2d, layer3/layer4) take ~30% of it, the loss (assignment,
-# focal, DIoU, IoU-aware) ~1%, augmentation ~1%. With RetinaFace's 611 s per 1000 steps: 2.1-2.7 s per
-# step, 400 steps ~ 14-18 min on 2 free cores (450 could pass 20). Measured since on the quiet 2-core
-# machine (2 threads, `make demo MODEL=tinaface`, stopped at step 27): 1.7-1.9 images/s, 4.3 s per step,
-# so 400 steps ~ 29 min, over the 20-minute target; the 1-thread ratio above underestimated 2 threads.
-# 240 steps (`--iterations 240`, 20.1 min in all): AP easy / medium / hard 0.211 / 0.402 / 0.382.
+# The demo's recipe for the lite config: 400 steps of 8 crops of 320 px. Cost: 3379 vs RetinaFace's 245
+# MMAC per crop; the two DCN layers (torchvision deform_conv2d, layer3/layer4) take ~30% of a step, the
+# loss (assignment, focal, DIoU, IoU-aware) ~1%, augmentation ~1%. Measured 2026-11-30 on the quiet
+# 2-core machine (2 threads, `make demo MODEL=tinaface`, stopped at step 27): 1.7-1.9 images/s, 4.3 s per
+# step, so 400 steps ~ 29 min, over the 20-minute target. 240 steps (`--iterations 240`, 20.1 min in
+# all): AP easy / medium / hard 0.211 / 0.402 / 0.382.
 DEMO = dict(image_size=320, max_iterations=400, batch_size=8, lr=1e-2, momentum=0.9, weight_decay=5e-4,
             optimizer="sgd", schedule="cosine", warmup_iterations=50, warmup_ratio=0.1, clip_grad_norm=10.0)
 SMOKE_SIZE = (64, 64)
