@@ -1,5 +1,5 @@
 """The TinaFace feedback names the classic mistakes. Each mistake is injected into a copy of the
-solutions (one answer cell edited by a string replacement); six of them are graded together once, as a
+solutions (one answer cell edited by a string replacement); seven of them are graded together once, as a
 TA would (``pytest autograder/ --hw tinaface`` in a subprocess), and the two that share a unit with
 another mistake are checked in-process through the notebook check cells' path (``LiveSubmission``)."""
 import json
@@ -26,6 +26,7 @@ MISTAKES = {
     "diou_loss": (BOXES_NB, [("return 1 - iou + rho2 / c2", "return 1 - iou")]),
     "iou_aware_loss": (BOXES_NB, [("pred = pred_boxes.detach()", "pred = pred_boxes")]),
     "fast_normalized_fusion": (MODEL_NB, [("w = torch.relu(weights)", "w = weights")]),
+    "group_norm_resnet": (MODEL_NB, [("self.width = width", "pass"), ("if width != 64:", "if False:")]),
 }
 # Second mistakes in units that already carry one above: checked in-process.
 RATIO_AS_WIDTH_OVER_HEIGHT = [("w = s * sizes / math.sqrt(ratio)", "w = s * sizes * math.sqrt(ratio)"),
@@ -71,6 +72,7 @@ def _feedback(results, unit_and_title):
     ("diou_loss: = torchvision", "DIoU without the centre-distance term"),
     ("iou_aware_loss: BCE", "IoU target not detached"),
     ("fast_normalized_fusion: sum", "fusion weights without ReLU"),
+    ("group_norm_resnet: state_dict", "width=16 was ignored"),
 ])
 def test_mistake_is_named(graded, test_name, words):
     test = _feedback(graded, test_name)
@@ -84,10 +86,13 @@ def test_only_the_mistaken_units_lose_points(graded):
             assert score == max_score > 0, (unit, score, max_score)
 
 
-def _live_failure(unit, notebook, edits, check):
+def _live_failure(unit, notebook, edits, check, needs=()):
+    """``needs``: grade_ids of the same notebook whose (correct) answers the unit uses."""
     namespace = {}
     setup = answer_source(notebook, "given_setup").replace('check = Checker("tinaface", globals())', "")
     exec(compile(setup.replace("sys.path.insert(0, str(KIT_ROOT))", "pass"), "setup", "exec"), namespace)
+    for grade_id in needs:
+        exec(compile(answer_source(notebook, grade_id), grade_id, "exec"), namespace)
     exec(compile(mistaken(notebook, unit, edits), unit, "exec"), namespace)
     submission = LiveSubmission("tinaface", namespace)
     try:
@@ -108,3 +113,11 @@ def test_fusion_without_eps_is_named():
     message = _live_failure("fast_normalized_fusion", MODEL_NB, FUSION_WITHOUT_EPS,
                             lambda s: checks.check_fusion(s, ["tiny weights: eps matters"]))
     assert "fusion without eps" in message
+
+
+def test_narrow_resnet_with_a_64_channel_stem_is_named():
+    lite_case = "BasicBlock (1, 1, 1, 1), width 16, GN 4, DCN in layer3 and layer4 (the lite backbone)"
+    message = _live_failure("group_norm_resnet", MODEL_NB, [("if width != 64:", "if False:")],
+                            lambda s: checks.check_module(s, "group_norm_resnet", [lite_case], "names"),
+                            needs=("deform_sampling", "deform_conv"))
+    assert "conv1 still has 64 output channels" in message

@@ -79,10 +79,33 @@ DEFORM_CONV_CASES = (
 
 
 # -- ResNet with GroupNorm ----------------------------------------------------------------------------
+def width_mistake(shapes, width):
+    """How a ResNetGN built with ``width`` != 64 got its widths wrong (a message), or None."""
+    stem = list(shapes.get("conv1.weight", []))[:1]
+    first = next((k for k in shapes if k.startswith("layer1.0.conv1.")), None)
+    layer1_in = list(shapes[first])[1:2] if first else []
+    if width == 64 or (stem != [64] and layer1_in != [64]):
+        return None
+    if stem == [64] and layer1_in == [64]:
+        return (f"width={width} was ignored: conv1 and layer1 have torchvision's 64 channels. Set self.width "
+                f"before super().__init__ (the given _make_layer reads it while ResNet builds the stages) "
+                f"and rebuild conv1 and bn1 with {width} channels")
+    if stem == [64]:
+        return (f"with width={width} the stages are narrow but conv1 still has 64 output channels: replace "
+                f"conv1 (and bn1) by {width}-channel ones after super().__init__")
+    return (f"the stem has {width} channels but the stages were built 64 wide: set self.width before "
+            f"super().__init__, which calls the given _make_layer")
+
+
 def call_resnet(ns, x, dev):
     torch.manual_seed(0)
-    net = as_module(ns.ResNetGN(x["layers"], x["bottleneck"], x["groups"], x["dcn"]), "ResNetGN(...)").to(dev)
+    width = {"width": x["width"]} if "width" in x else {}      # the default (64) is called without it
+    net = as_module(ns.ResNetGN(x["layers"], x["bottleneck"], x["groups"], x["dcn"], **width),
+                    "ResNetGN(...)").to(dev)
     shapes = parameter_shapes(net)
+    mistake = width_mistake(shapes, x.get("width", 64))
+    if mistake:                                  # named before the forward fails on mismatched channels
+        raise ValueError(mistake)
     last = [name for name, t in net.state_dict().items() if name.startswith("layer") and name.endswith(
         ("bn3.weight" if x["bottleneck"] else "bn2.weight"))]
     zero_init = torch.tensor([float(net.state_dict()[n].abs().max()) for n in last], dtype=torch.float64)
@@ -92,9 +115,10 @@ def call_resnet(ns, x, dev):
     return shapes, zero_init, tuple(f.float() for f in feats)
 
 
-def resnet_inputs(seed, layers, bottleneck, groups, dcn, size):
-    return {"input": randn(seed, 1, 3, *size), "layers": layers, "bottleneck": bottleneck, "groups": groups,
-            "dcn": dcn}
+def resnet_inputs(seed, layers, bottleneck, groups, dcn, size, width=None):
+    x = {"input": randn(seed, 1, 3, *size), "layers": layers, "bottleneck": bottleneck, "groups": groups,
+         "dcn": dcn}
+    return x if width is None else dict(x, width=width)
 
 
 RESNET_CASES = (
@@ -106,6 +130,10 @@ RESNET_CASES = (
          lambda d: resnet_inputs(23, (1, 2, 1, 1), True, 32, (False, False, True, True), (24, 24))),
     Case("Bottleneck (2, 1, 1, 1), DCN in layer2 only (hidden)",
          lambda d: resnet_inputs(24, (2, 1, 1, 1), True, 32, (False, True, False, False), (20, 18)), public=False),
+    Case("BasicBlock (1, 1, 1, 1), width 16, GN 4, DCN in layer3 and layer4 (the lite backbone)",
+         lambda d: resnet_inputs(25, (1, 1, 1, 1), False, 4, (False, False, True, True), (40, 40), 16)),
+    Case("Bottleneck (1, 1, 2, 1), width 8, GN 4 (hidden)",
+         lambda d: resnet_inputs(26, (1, 1, 2, 1), True, 4, (False,) * 4, (32, 24), 8), public=False),
 )
 
 

@@ -28,6 +28,7 @@ cfg_r50 = {
     "name": "r50-gn-dcn",
     "layers": (3, 4, 6, 3),                  # ResNet-50 blocks per stage
     "bottleneck": True,                      # Bottleneck blocks (C2..C5 = 256, 512, 1024, 2048 ch)
+    "width": 64,                             # stem / layer1 channels (torchvision's); stages double it
     "num_groups": 32,                        # GroupNorm groups everywhere (backbone, neck, head)
     "dcn_stages": (False, False, True, True),  # DCNv1 on the 3x3 convs of layer3 and layer4
     "neck": "fpn",                           # 'fpn' | 'bifpn'
@@ -38,15 +39,20 @@ cfg_r50 = {
     "image_size": 640,                       # training crop side
 }
 
+# The lite config keeps every ingredient (GN, DCN in layer3 and layer4, six levels, Inception, 2-conv
+# towers, IoU branch) and shrinks the widths until a training step of 8 crops fits 2 CPU cores: a
+# ResNet-10 of BasicBlocks at full width with a 64-channel neck took 4.3 s per step of 8 crops of 320 px
+# (3.4 GMAC per crop, 14x RetinaFace-MobileNet-0.25); this one ~0.6 s at 256 px.
 cfg_lite = dict(cfg_r50, **{
     "name": "lite",
-    "layers": (1, 1, 1, 1),                  # a ResNet-10 of BasicBlocks (64, 128, 256, 512 ch)
+    "layers": (1, 1, 1, 1),                  # a ResNet-10 of BasicBlocks ...
     "bottleneck": False,
-    "num_groups": 8,                         # 8 channels per group, as 256 / 32 in the full model
-    "channels": 64,
+    "width": 16,                             # ... 16, 32, 64, 128 channels
+    "num_groups": 4,                         # 8 channels per group in the neck and head, as 256 / 32
+    "channels": 32,
     "bifpn_layers": 2,
     "stacked_convs": 2,
-    "image_size": 320,
+    "image_size": 256,
 })
 
 CONFIGS = {"r50-gn-dcn": cfg_r50, "lite": cfg_lite}
