@@ -12,6 +12,7 @@ from autograder.dsfd import oracles
 from detector.dsfd.config import get_config
 from utils.detectors import adapter, load_model
 from utils.detectors.notebooks import load_code
+from utils.inference import Detections
 
 PUBLIC_PARAMETERS = 49_793_432   # yxlijun/DSFD.pytorch VGG-16 DSFD
 VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
@@ -156,6 +157,36 @@ def test_padded_detector_runs_any_size(code):
     assert detector.prepare(images).shape == (2, 3, 256, 256)
     found = detector.detect(images)
     assert len(found) == 2 and all(len(d.boxes) > 0 for d in found)
+
+
+def test_scale_split_keeps_each_pass_sizes_and_merges_by_nms(code, monkeypatch):
+    """The lite detector's two passes: full size keeps boxes up to 64 px, half size those above 32 px
+    (in original pixels, so the half pass's boxes are scaled by 2), then one NMS over both."""
+    module = adapter("dsfd")
+    cfg = get_config("vgg16_lite")
+    detector = module.build_detector(module.build_model(cfg, code).eval(), cfg, code)
+    assert detector.scales == module.LITE_TEST_SCALES
+    seen = []
+
+    def fake_pass(self, images):                       # boxes in the pixels of the pass's input
+        seen.append([image.shape[:2] for image in images])
+        if images[0].shape[1] == 200:                  # full size
+            boxes = [[10, 10, 50, 50], [100, 20, 190, 110], [12, 12, 52, 52]]   # 40 px, 90 px, 40 px
+            scores = [0.9, 0.95, 0.5]
+        else:                                          # half size
+            boxes = [[50, 10, 95, 55], [5, 5, 12, 12], [5, 5, 25, 25]]          # 90, 14, 40 px at x2
+            scores = [0.7, 0.99, 0.8]
+        return [Detections(np.array(boxes, np.float32), np.array(scores, np.float32), None)]
+
+    monkeypatch.setattr(module.PaddedDetector, "detect", fake_pass)
+    found = detector.detect([np.zeros((120, 200, 3), np.uint8)])[0]
+    assert seen == [[(120, 200)], [(60, 100)]]
+    np.testing.assert_allclose(found.boxes, [[10, 10, 50, 50], [100, 20, 190, 110]])
+    np.testing.assert_allclose(found.scores, [0.9, 0.7])
+    single = module.make_detector(module.load_homework(code), detector.model, cfg, scales=module.SINGLE_SCALE)
+    assert len(single.detect([np.zeros((120, 200, 3), np.uint8)])[0]) == 3     # one pass, untouched
+    with pytest.raises(ValueError, match="scales"):
+        module.make_detector(module.load_homework(code), detector.model, cfg, scales=((0.5, 64, 32),))
 
 
 def test_augment_keeps_faces_in_the_crop(code):
