@@ -5,10 +5,11 @@
 
 Every model registered in ``utils.detectors.ADAPTERS`` (or those named) trains its CPU lite config
 from scratch on ``DATA/train`` for the same number of iterations, batch size and crop size, with its
-own optimiser recipe (the learning rate and schedule of its adapter's ``DEMO``), then detects every
-``DATA/val`` image at its original size. Written to ``--out``: ``comparison.md`` (AP easy / medium /
-hard with the WIDER protocol, parameters, training and detection images/s), ``comparison.json`` and
-``pr_curves.png`` (one panel per setting, one curve per model). Training runs resume when rerun.
+own optimiser recipe (the optimiser, learning rate, schedule and memory format of its adapter's
+``DEMO``), then detects every ``DATA/val`` image at its original size. Written to ``--out``:
+``comparison.md`` (AP easy / medium / hard with the WIDER protocol, parameters, training and detection
+images/s), ``comparison.json`` and ``pr_curves.png`` (one panel per setting, one curve per model).
+Training runs resume when rerun.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ SUBSETS = ("easy", "medium", "hard")
 # Shared budget (overridable): the same for every model.
 DEFAULT_ITERATIONS, DEFAULT_BATCH, DEFAULT_CROP = 300, 8, 320
 RECIPE_KEYS = ("lr", "momentum", "weight_decay", "optimizer", "schedule", "warmup_iterations",
-               "warmup_ratio", "min_lr_ratio", "clip_grad_norm")   # each model's own, from its DEMO
+               "warmup_ratio", "min_lr_ratio", "clip_grad_norm",
+               "channels_last")   # each model's own, from its DEMO (memory format: its fastest on the CPU)
 
 
 @dataclass
