@@ -40,7 +40,8 @@ NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
 # `python -m bench.training_cost --batch 8 --repeats 2`: 0.067 vs 0.079 s per image).
 # Measured 2026-12-01 on the quiet 2-core machine (2 threads, `python -m utils.demo --model dsfd
 # --fresh`): training 985 s, 17.3 min in all (with a three-scale evaluation, 45 s; the two-scale one
-# takes 40 s); AP easy / medium / hard 0.934 / 0.939 / 0.864. AdamW is what made it fit: SGD lr 0.01
+# takes 40 s); AP easy / medium / hard 0.934 / 0.939 / 0.864. A rerun took 11.4 min (training 653 s),
+# identical AP: the machine's speed varies, the budget fits the slower run. AdamW is what made it fit: SGD lr 0.01
 # (850 steps, otherwise the same recipe) ended at loss 6.7 (mean of the last 50 steps; AdamW 5.5) and AP
 # 0.682 / 0.853 / 0.799; at step 300 the loss was 13.2 with SGD, 9.5 with AdamW.
 # With PyTorch's default init the loss rose (15.6 at step 50 -> 20.1 at 150; same 60-step schedule,
