@@ -26,7 +26,8 @@ PEERS = (("retinaface", "mobilenet0.25", 320), ("dsfd", "vgg16_lite", 256),
          ("tinaface", "lite", 256))
 
 
-def step_time(model: torch.nn.Module, size: int, batch: int, repeats: int, channels_last: bool = False) -> float:
+def step_time(model: torch.nn.Module, size: int, batch: int, repeats: int,
+              channels_last: bool = False) -> float:
     model.train()
     images = torch.randn(batch, 3, size, size)
     if channels_last:
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     seconds, nhwc = {}, {}
     for hw, cfg, size in PEERS:
         seconds[(hw, cfg, size)] = step_time(load_model(hw, cfg), size, args.batch, args.repeats) / args.batch
-        nhwc[(hw, cfg, size)] = step_time(load_model(hw, cfg), size, args.batch, args.repeats, True) / args.batch
+        nhwc[(hw, cfg, size)] = step_time(load_model(hw, cfg), size, args.batch, args.repeats,
+                                          channels_last=True) / args.batch
     base = seconds[PEERS[0]]
     for key, value in seconds.items():
         hw, cfg, size = key
