@@ -45,7 +45,7 @@ check-release: $(STAMP)
 
 ## references: regenerate autograder/references/*.pt by running the solutions
 references: $(STAMP)
-	$(PY) -m autograder.make_references
+	$(PY) -m autograder.staff.make_references
 
 ## solutions: execute a homework's solution notebooks into outputs/solutions/<hw>/
 ##            (make solutions HW=dsfd PARAMS="DEVICE='cuda'")
@@ -68,4 +68,4 @@ gradescope: $(STAMP)
 
 ## grade-class: grade every submission in SUBMISSIONS (one folder or zip per student) into GRADES
 grade-class: $(STAMP)
-	$(PY) -m autograder.batch --submissions $(SUBMISSIONS) --out $(GRADES) --hw $(HW) --jobs $(JOBS)
+	$(PY) -m autograder.staff.batch --submissions $(SUBMISSIONS) --out $(GRADES) --hw $(HW) --jobs $(JOBS)

@@ -1,58 +1,52 @@
-"""pytest plumbing for grading: options, the sandboxed submission, the score table, results.json.
+"""``pytest autograder/``: the pytest view of grading (``autograder.engine`` + ``autograder.results``).
 
     pytest autograder/                                   # grades assignments/ (the release)
     pytest autograder/ --submission DIR --results r.json # DIR laid out like assignments/
     pytest autograder/ --device cuda                     # the same tests on the GPU
+
+Each graded test is a pytest item; its outcome becomes the same ``CheckResult`` that
+``autograder.engine`` records, and at the end of the session the homework's Report gets the same
+charge-once (``engine.charge_once``: where the solutions are on disk, else a note of what official
+grading re-grades) and the same views (``autograder.results``). So this command, ``make grade``,
+Gradescope's ``run_autograder`` and class grading give one submission one results.json.
 """
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
-from autograder import feedback as fb
+from autograder import engine
 from autograder.grading import Graded, SandboxSubmission
-from autograder.sandbox import DEFAULT_UNIT_TIMEOUT, REPO_ROOT
+from autograder.results import Report, check_result, combined_results, order_checks, table_lines, \
+    unapplied_regrade_notes
 from autograder.units import HOMEWORKS, homework_units
 
-RELEASE_DIR = REPO_ROOT / "assignments"
-FEEDBACK_WIDTH = 90
 USAGE_ERROR = 2              # exit code for a mistyped or empty --submission, as the kit's other tools
 
 
-@dataclass
-class GradedResult:
-    unit: str
-    title: str
-    points: float
-    score: float
-    kind: str          # "ok", "skipped" or a feedback kind
-    feedback: str
-    public: bool
-    seconds: float
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
+    defaults = engine.Options()
     group = parser.getgroup("grading")
-    group.addoption("--submission", default=str(RELEASE_DIR),
+    group.addoption("--submission", default=str(engine.RELEASE_ROOT),
                     help="folder laid out like assignments/ (default: assignments/)")
     group.addoption("--hw", default=None, choices=HOMEWORKS,
                     help="grade this homework only (default: every homework found in the submission)")
-    group.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="where student code runs")
+    group.addoption("--device", default=defaults.device, choices=("cpu", "cuda"), help="where student code runs")
     group.addoption("--results", default=None, help="write Gradescope results.json here")
-    group.addoption("--unit-timeout", type=float, default=DEFAULT_UNIT_TIMEOUT,
+    group.addoption("--unit-timeout", type=float, default=defaults.unit_timeout,
                     help="seconds each graded unit may run (default %(default)s)")
-    group.addoption("--unit-memory-gb", type=float, default=4.0,
+    group.addoption("--unit-memory-gb", type=float, default=defaults.memory_gb,
                     help="memory each graded unit may allocate on CPU (default %(default)s GiB)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config._grading = {"results": [], "submissions": {}, "notes": [], "started": set(),
-                       "clock": time.monotonic()}
+    config._grading = {"records": {}, "submissions": {}, "notes": {}, "started": set(), "reports": [],
+                       "clock": time.monotonic(), "tmp": None}
 
 
 def _homework_dir(root: Path, hw: str) -> Path:
@@ -107,19 +101,29 @@ def _grading_cuda_without_gpu(config: pytest.Config) -> bool:
     return config.getoption("--device") == "cuda" and not torch.cuda.is_available()
 
 
+def _options(config: pytest.Config, hw: str) -> engine.Options:
+    return engine.Options(device=config.getoption("--device"), unit_timeout=config.getoption("--unit-timeout"),
+                          memory_gb=config.getoption("--unit-memory-gb"),
+                          reference_dir=engine.default_reference_dir(hw))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Launch each homework's grading worker now, so that importing torch and loading the
-    notebooks overlaps pytest's own collection."""
+    """Stage each homework's notebooks and launch its grading worker now, so that importing torch
+    and loading the notebooks overlaps pytest's own collection."""
     config = session.config
     if _grading_cuda_without_gpu(config):
         return
+    state = config._grading
     root = Path(config.getoption("--submission")).resolve()
-    config._grading["homeworks"] = _homeworks_to_grade(config)
-    for hw in config._grading["homeworks"]:
-        sub = SandboxSubmission(hw, _homework_dir(root, hw), RELEASE_DIR / hw, config.getoption("--device"),
-                                config.getoption("--unit-timeout"), config.getoption("--unit-memory-gb"))
+    state["homeworks"] = _homeworks_to_grade(config)
+    state["tmp"] = tempfile.TemporaryDirectory(prefix="pytest-grading-")
+    for hw in state["homeworks"]:
+        folder, notes = engine.stage_submission(hw, _homework_dir(root, hw), Path(state["tmp"].name))
+        sub = engine.open_submission(hw, folder, _options(config, hw))
         sub.sandbox.spawn()
-        config._grading["submissions"][hw] = sub
+        state["submissions"][hw] = sub
+        state["notes"][hw] = notes
+        state["records"][hw] = []
 
 
 @pytest.fixture
@@ -131,14 +135,7 @@ def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
     sub = state["submissions"][request.module.HW]
     if sub.hw not in state["started"]:
         state["started"].add(sub.hw)
-        try:
-            sub.sandbox.start()
-        except RuntimeError as err:
-            state["notes"].append(f"{sub.hw}: {err}")
-        state["notes"] += [f"{sub.hw}: {p}" for p in sub.sandbox.problems]
-        note = sub.sandbox.isolation_note
-        if note and not any(n.endswith(note) for n in state["notes"]):  # one line, not one per homework
-            state["notes"].append(note)
+        state["notes"][sub.hw] += engine.start(sub)
     return sub
 
 
@@ -151,81 +148,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     info: Graded = marker.args[0]
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        results = item.config._grading["results"]
         if report.skipped:
-            results.append(GradedResult(info.unit, info.title, info.points, 0.0, "skipped",
-                                        str(report.longrepr[-1]) if isinstance(report.longrepr, tuple)
-                                        else "skipped", info.public, report.duration))
+            why = report.longrepr[-1] if isinstance(report.longrepr, tuple) else "skipped"
+            record = check_result(info, pytest.skip.Exception(str(why)), report.duration)
         elif report.passed:
-            results.append(GradedResult(info.unit, info.title, info.points, info.points, "ok", "",
-                                        info.public, report.duration))
+            record = check_result(info, None, report.duration)
         else:
-            err = call.excinfo.value if call.excinfo else None
-            if isinstance(err, fb.GradingFailure):
-                kind, message = err.kind, str(err)
-            else:  # a check that crashed on an unexpected answer: still the student's feedback
-                kind = fb.ERROR
-                message = f"the check could not handle the result: {type(err).__name__}: {err}"
-            report.longrepr = f"[{info.unit}] {kind}: {message}"
-            results.append(GradedResult(info.unit, info.title, info.points, 0.0, kind, message,
-                                        info.public, report.duration))
+            record = check_result(info, call.excinfo.value if call.excinfo else RuntimeError("no outcome"),
+                                  report.duration)
+            report.longrepr = f"[{info.unit}] {record.kind}: {record.feedback}"
+        hw = getattr(item.module, "HW", None)
+        item.config._grading["records"].setdefault(hw, []).append(record)
 
 
-def _unit_order() -> list[str]:
-    """Every homework's units in notebook order (the order of their ``UNITS``)."""
-    return [unit for hw in HOMEWORKS for unit in homework_units(hw)]  # grade_ids are unique per kit
-
-
-def _first_line(text: str, width: int = FEEDBACK_WIDTH) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+def _reports(config: pytest.Config) -> list[Report]:
+    """Each graded homework's Report, charged once (the submissions' workers are closed)."""
     state = config._grading
-    results: list[GradedResult] = state["results"]
-    if not results and not state["notes"]:
-        return
-    tr = terminalreporter
-    tr.section("grading")
-    order = {unit: k for k, unit in enumerate(_unit_order())}
-    results = sorted(results, key=lambda r: order.get(r.unit, len(order)))  # stable: test order within a unit
-    for note in state["notes"]:
-        tr.write_line(f"note: {note}")
-    unit_w = max([4] + [len(r.unit) for r in results])
-    title_w = min(48, max([5] + [len(r.title) for r in results]))
-    tr.write_line(f"{'unit':<{unit_w}}  {'check':<{title_w}}  {'points':>9}  feedback")
-    for r in results:
-        pts = "skipped" if r.kind == "skipped" else f"{r.score:g}/{r.points:g}"
-        note = "ok" if r.kind == "ok" else f"{r.kind}: {_first_line(r.feedback)}"
-        tr.write_line(f"{r.unit:<{unit_w}}  {r.title[:title_w]:<{title_w}}  {pts:>9}  {note}")
-    counted = [r for r in results if r.kind != "skipped"]
-    total = sum(r.score for r in counted)
-    max_total = sum(r.points for r in counted)
-    tr.write_line(f"TOTAL {total:g}/{max_total:g}")
-
-
-def _gradescope(config: pytest.Config, collect_errors: list[str]) -> dict:
-    state = config._grading
-    tests = []
-    for r in state["results"]:
-        if r.kind == "skipped":
+    reports = []
+    for hw in state.get("homeworks", []):
+        records = state["records"].get(hw, [])
+        if not records:
             continue
-        tests.append({
-            "name": f"{r.unit}: {r.title}",
-            "score": r.score,
-            "max_score": r.points,
-            "status": "passed" if r.kind == "ok" else "failed",
-            "output": "" if r.kind == "ok" else f"{r.kind}: {r.feedback}",
-            "visibility": "visible" if r.public else "after_due_date",
-        })
-    return {
-        "score": sum(t["score"] for t in tests),
-        "max_score": sum(t["max_score"] for t in tests),
-        "execution_time": round(time.monotonic() - state["clock"], 2),
-        "output": "\n".join(state["notes"] + collect_errors),
-        "tests": tests,
-    }
+        report = Report(hw, order_checks(records, engine.test_order(hw)), list(state["notes"].get(hw, [])))
+        folder = state["submissions"][hw].sandbox.submission if hw in state["submissions"] else None
+        options = _options(config, hw)
+        if folder is not None:
+            engine.charge_once(report, folder, options)
+            if options.reference_dir is None:
+                report.notes += unapplied_regrade_notes(report.regrades)
+        report.seconds = round(time.monotonic() - state["clock"], 2)
+        reports.append(report)
+    return reports
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -234,12 +187,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         for sub in state["submissions"].values():  # every worker, and all it started, ends first
             sub.close()
+        state["reports"] = _reports(config)
     finally:
         state["submissions"] = {}
-        path = config.getoption("--results")
-        if path:  # written only now: no process that ran student code is left to touch it
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            errors = [f"grading error: {r.nodeid}: {r.longreprtext[-500:]}"
-                      for r in reporter.stats.get("error", []) if hasattr(r, "longreprtext")] if reporter else []
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps(_gradescope(config, errors), indent=2))
+        if state["tmp"] is not None:
+            state["tmp"].cleanup()
+            state["tmp"] = None
+    path = config.getoption("--results")
+    if path:  # written only now: no process that ran student code is left to touch it
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        errors = [f"grading error: {r.nodeid}: {r.longreprtext[-500:]}"
+                  for r in reporter.stats.get("error", []) if hasattr(r, "longreprtext")] if reporter else []
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(combined_results(state["reports"], errors), indent=2))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    reports = config._grading["reports"]
+    if not reports:
+        return
+    terminalreporter.section("grading")
+    for line in table_lines(reports):
+        terminalreporter.write_line(line)

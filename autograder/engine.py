@@ -1,160 +1,182 @@
-"""Grading one submission without pytest: the graded test functions, run in this process against
-the sandboxed worker, as ``pytest autograder/`` runs them (same tests, same feedback, same points).
+"""Grading one submission: the one function every view calls, with one set of defaults.
 
-Used by Gradescope's ``run_autograder`` and by class grading (``autograder.batch``), where a pytest
-session per student would cost seconds of start-up each. In official grading a mistake is charged
-once (``autograder.official``).
+    report = grade("retinaface", Path("submitted/alice"), Options())
+
+``grade`` finds the homework's notebooks in the submission (``autograder.submissions.stage``:
+renamed, nested or missing notebooks), runs every graded test against the sandboxed worker
+(``run_checks``), then charges each mistake once (``charge_once``) where the solutions are on disk
+(``Options.reference_dir``; course staff only). ``pytest autograder/`` runs the same tests as pytest
+items and then the same ``charge_once`` (``autograder/conftest.py``); Gradescope's
+``run_autograder`` and class grading call ``grade``; all of them turn the Report into results.json
+with ``autograder.results``, so the same submission gets the same results.json from each.
 """
 from __future__ import annotations
 
+import json
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
-from autograder import feedback as fb
 from autograder.grading import SandboxSubmission, graded_tests
-from autograder.sandbox import DEFAULT_UNIT_TIMEOUT, Sandbox
-from autograder.units import homework_units
+from autograder.results import CheckResult, Report, check_result, merge_regrade, order_checks, regrade_plan
+from autograder.sandbox.supervisor import DEFAULT_MEMORY_GB, DEFAULT_UNIT_TIMEOUT, REPO_ROOT, Sandbox
+from autograder.submissions import SubmissionError, stage
+from autograder.units import Unit, homework_units
+
+RELEASE_ROOT = REPO_ROOT / "assignments"
+SOLUTIONS_ROOT = REPO_ROOT / "solutions"
+
+
+def default_reference_dir(hw: str) -> Path | None:
+    """``solutions/<hw>/`` where the solutions are on disk (the kit, Gradescope's zip); None in the
+    student bundle, which then says which units official grading would re-grade."""
+    folder = SOLUTIONS_ROOT / hw
+    return folder if folder.is_dir() else None
 
 
 @dataclass
 class Options:
     device: str = "cpu"
     unit_timeout: float = DEFAULT_UNIT_TIMEOUT
-    memory_gb: float = 4.0
-    hidden: bool = True                    # also the hidden checks (official grading)
-    reference_dir: Path | None = None      # solutions/<hw>/: grade with reference dependencies
+    memory_gb: float = DEFAULT_MEMORY_GB
+    hidden: bool = True                    # also the hidden checks (absent from the student bundle)
+    reference_dir: Path | None = None      # solutions/<hw>/: charge a mistake once
     sandbox: Callable[..., Sandbox] = Sandbox
-    fork_workers: bool = False             # batch: workers forked from the preloaded process (experimental)
 
 
-@dataclass
-class CheckResult:
-    unit: str
-    title: str
-    points: float
-    score: float
-    kind: str            # "ok", "skipped" or a feedback kind (autograder.feedback)
-    feedback: str
-    public: bool
-    seconds: float
+def release_dir(hw: str) -> Path:
+    return RELEASE_ROOT / hw
 
 
-@dataclass
-class Report:
-    hw: str
-    checks: list[CheckResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def unit_scores(self) -> dict[str, tuple[float, float]]:
-        """{unit: (score, max)} over the counted (not skipped) checks, in notebook order."""
-        out: dict[str, list[float]] = {}
-        for c in self.checks:
-            if c.kind != "skipped":
-                s = out.setdefault(c.unit, [0.0, 0.0])
-                s[0] += c.score
-                s[1] += c.points
-        return {u: (s[0], s[1]) for u, s in out.items()}
-
-    def to_dict(self) -> dict:
-        return {"hw": self.hw, "checks": [asdict(c) for c in self.checks], "notes": self.notes,
-                "seconds": self.seconds}
+def stage_submission(hw: str, source: Path, dest: Path) -> tuple[Path, list[str]]:
+    """(folder holding the homework's notebooks under their released names, notes). A submission
+    without any notebook of ``hw`` gives an empty folder (every unit is then graded "missing") and
+    a note saying what to upload."""
+    release = release_dir(hw)
+    try:
+        staged = stage(source, release, dest)
+    except SubmissionError as err:
+        folder = dest / hw
+        folder.mkdir(parents=True, exist_ok=True)
+        expected = ", ".join(sorted(p.name for p in release.glob("*.ipynb")))
+        return folder, [f"No notebook of this homework was found in the submission ({err}); "
+                        f"upload the notebooks: {expected}"]
+    return staged.folder, staged.notes
 
 
-def open_submission(hw: str, folder: Path, release: Path, options: Options) -> SandboxSubmission:
-    """A submission whose worker comes from ``options.sandbox``."""
-    sub = SandboxSubmission(hw, folder, release, options.device, options.unit_timeout, options.memory_gb)
-    sub.sandbox.close()
-    sub.sandbox = options.sandbox(hw, folder, release, options.device, options.unit_timeout,
-                                  options.memory_gb)
-    return sub
+def open_submission(hw: str, folder: Path, options: Options) -> SandboxSubmission:
+    """A submission whose worker comes from ``options.sandbox`` (not started yet)."""
+    return SandboxSubmission(hw, folder, release_dir(hw), options.device, options.unit_timeout,
+                             options.memory_gb, sandbox=options.sandbox)
+
+
+def start(submission: SandboxSubmission) -> list[str]:
+    """Wait until the worker has loaded the notebooks; the notes it leaves (skipped cells, a
+    worker that failed to start, isolation that is off on this machine)."""
+    notes = []
+    try:
+        submission.sandbox.start()
+    except RuntimeError as err:
+        notes.append(str(err))
+    notes += list(submission.sandbox.problems)
+    if submission.sandbox.isolation_note:
+        notes.append(submission.sandbox.isolation_note)
+    return notes
 
 
 def run_check(test: Callable, submission: SandboxSubmission) -> CheckResult:
     """One graded test on one submission; never raises."""
-    info = test.graded
     started = time.monotonic()
     try:
         test(submission)
-    except fb.GradingFailure as err:
-        kind, message = err.kind, str(err)
-    except pytest.skip.Exception as err:
-        kind, message = "skipped", str(err)
-    except pytest.fail.Exception as err:  # pytest.fail() in a check: a failed check like any other
-        kind, message = fb.WRONG, str(err)
-    except Exception as err:  # a check that crashed on an unexpected answer: still feedback
-        kind = fb.ERROR
-        message = f"the check could not handle the result: {type(err).__name__}: {err}"
-    else:
-        kind, message = "ok", ""
-    score = info.points if kind == "ok" else 0.0
-    return CheckResult(info.unit, info.title, info.points, score, kind, message, info.public,
-                       round(time.monotonic() - started, 3))
+    except Exception as err:  # pytest's skip and fail outcomes are Exceptions too
+        return check_result(test.graded, err, time.monotonic() - started)
+    return check_result(test.graded, None, time.monotonic() - started)
+
+
+def test_order(hw: str) -> list[tuple[str, str]]:
+    """(unit, title) of every graded test of ``hw``: notebook order, file order within a unit."""
+    order = {u: k for k, u in enumerate(homework_units(hw))}
+    tests = sorted(graded_tests(hw), key=lambda t: order.get(t.graded.unit, len(order)))
+    return [(t.graded.unit, t.graded.title) for t in tests]
 
 
 def tests_for(hw: str, hidden: bool, units: set[str] | None = None) -> list[Callable]:
     """The graded tests of ``hw`` in notebook order (public only unless ``hidden``)."""
-    order = {u: k for k, u in enumerate(homework_units(hw))}
+    position = {key: k for k, key in enumerate(test_order(hw))}
     tests = [t for t in graded_tests(hw) if (hidden or t.graded.public)
              and (units is None or t.graded.unit in units)]
-    return sorted(tests, key=lambda t: order.get(t.graded.unit, len(order)))  # stable in a unit
+    return sorted(tests, key=lambda t: position[(t.graded.unit, t.graded.title)])
 
 
-def run_checks(hw: str, folder: Path, release: Path, options: Options,
+def run_checks(hw: str, folder: Path, options: Options,
                units: set[str] | None = None) -> tuple[list[CheckResult], list[str]]:
-    """(results, notes) of the graded tests of ``units`` (default all) on one submission folder."""
-    sub = open_submission(hw, folder, release, options)
-    notes: list[str] = []
+    """(results, notes) of the graded tests of ``units`` (default all) on one staged folder."""
+    sub = open_submission(hw, folder, options)
     try:
-        try:
-            sub.sandbox.start()
-        except RuntimeError as err:
-            notes.append(str(err))
-        notes += list(sub.sandbox.problems)
+        notes = start(sub)
         results = [run_check(t, sub) for t in tests_for(hw, options.hidden, units)]
     finally:
         sub.close()
     return results, notes
 
 
-def public_total(report: Report) -> tuple[float, float]:
-    counted = [c for c in report.checks if c.public and c.kind != "skipped"]
-    return sum(c.score for c in counted), sum(c.points for c in counted)
+def charge_once(report: Report, folder: Path, options: Options) -> None:
+    """Re-grade, with the reference dependencies, each unit that lost points while a unit it calls
+    fails its own checks, and keep the better score (``report`` changes in place). Without
+    ``options.reference_dir`` the plan is recorded (``report.regrades``, none applied)."""
+    units = homework_units(report.hw)
+    plan = regrade_plan(report, units)
+    reference = options.reference_dir
+    if reference is None or not Path(reference).is_dir():
+        report.regrades = plan
+        return
+    groups: dict[tuple[str, ...], list] = {}
+    for regrade in plan:
+        groups.setdefault(regrade.dependencies, []).append(regrade)
+    for deps, regrades in groups.items():
+        with tempfile.TemporaryDirectory(prefix="charge-once-") as tmp:
+            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference))
+            checks, _ = run_checks(report.hw, hybrid, options, units={r.unit for r in regrades})
+        for regrade in regrades:
+            merge_regrade(report, regrade, [c for c in checks if c.unit == regrade.unit])
 
 
-def gradescope_results(report: Report, extra_notes: list[str] = ()) -> dict:
-    """Gradescope's results.json: every check a test; hidden ones ``after_due_date``; the top-level
-    output shows the public-check total (what students may see before the due date)."""
-    tests = [{"name": f"{c.unit}: {c.title}", "score": c.score, "max_score": c.points,
-              "status": "passed" if c.kind == "ok" else "failed",
-              "output": c.feedback if c.kind == "ok" else f"{c.kind}: {c.feedback}",
-              "visibility": "visible" if c.public else "after_due_date"}
-             for c in report.checks if c.kind != "skipped"]
-    public, public_max = public_total(report)
-    hidden_max = sum(t["max_score"] for t in tests) - public_max
-    lines = [f"Public checks: {public:g} / {public_max:g} points."]
-    if hidden_max:
-        lines.append(f"Hidden checks ({hidden_max:g} points) are shown after the due date.")
-    lines += [f"note: {n}" for n in [*extra_notes, *report.notes]]
-    return {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
-            "execution_time": report.seconds, "output": "\n".join(lines), "tests": tests}
+def grade(hw: str, source: Path, options: Options) -> Report:
+    """Grade the notebooks of homework ``hw`` found in ``source`` (with the release's given cells)."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
+        folder, notes = stage_submission(hw, Path(source), Path(tmp))
+        checks, worker_notes = run_checks(hw, folder, options)
+        report = Report(hw, order_checks(checks, test_order(hw)), notes + worker_notes)
+        charge_once(report, folder, options)
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
 
 
-def feedback_text(report: Report, student: str = "") -> str:
-    """A readable report: one line per check, the unit totals and the notes."""
-    lines = [f"{report.hw}{' — ' + student if student else ''}"]
-    lines += [f"note: {n}" for n in report.notes]
-    width = max([4] + [len(c.unit) for c in report.checks])
-    for c in report.checks:
-        pts = "skipped" if c.kind == "skipped" else f"{c.score:g}/{c.points:g}"
-        verdict = ("ok" + (f" ({c.feedback})" if c.feedback else "")) if c.kind == "ok" \
-            else f"{c.kind}: {c.feedback}"
-        lines.append(f"{c.unit:<{width}}  {pts:>7}  {c.title} — {verdict}")
-    total = sum(s for s, _ in report.unit_scores().values())
-    max_total = sum(m for _, m in report.unit_scores().values())
-    lines.append(f"TOTAL {total:g}/{max_total:g}")
-    return "\n".join(lines) + "\n"
+def with_reference_cells(folder: Path, dest: Path, replace: tuple[str, ...], units: dict[str, Unit],
+                         reference_dir: Path) -> Path:
+    """A copy of the submission ``folder`` in ``dest`` whose answer cells ``replace`` come from the
+    notebooks in ``reference_dir``."""
+    dest.mkdir(parents=True)
+    for path in folder.glob("*.ipynb"):
+        (dest / path.name).write_bytes(path.read_bytes())
+    for gid in sorted(replace):
+        name = units[gid].notebook
+        reference = json.loads((reference_dir / name).read_text(encoding="utf-8"))
+        cells = [c for c in reference["cells"] if _grade_id(c) == gid]
+        target = dest / name
+        try:
+            nb = json.loads(target.read_text(encoding="utf-8"))
+            nb["cells"] = [c for c in nb["cells"] if _grade_id(c) != gid] + cells
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent or unreadable
+            nb = dict(reference, cells=cells)
+        target.write_text(json.dumps(nb), encoding="utf-8")
+    return dest
+
+
+def _grade_id(cell) -> str | None:
+    meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
+    return meta.get("grade_id") if isinstance(meta, dict) else None

@@ -5,7 +5,6 @@ the names and shapes of a module's state_dict, and notes on what else is wrong i
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 import torch
@@ -119,9 +118,7 @@ def noting(submission, unit: str, names_case: str | None = None):
         yield
     except GradingFailure as err:
         notes = []
-        # the grader's own note may already name the dependencies that raise
-        told = re.search(r"calls your (.*?), which", str(err))
-        named = set(re.findall(r"\w+", told.group(1))) if told else set()
+        named = set(err.dependencies)  # the grader's own note already names these
         broken = [] if err.kind == NOT_IMPLEMENTED else [
             (d, via) for d, via in dependency_chain(submission.units, unit)
             if d not in named and not passes_references(submission, d)]
@@ -133,5 +130,6 @@ def noting(submission, unit: str, names_case: str | None = None):
                          "the grader sets every weight from its name, so the outputs cannot match until "
                          "the names do")
         if notes:
-            raise GradingFailure(f"{err} (note: {'; '.join(notes)})", err.kind) from None
+            raise GradingFailure(f"{err} (note: {'; '.join(notes)})", err.kind,
+                                 (*err.dependencies, *(d for d, _ in broken))) from None
         raise

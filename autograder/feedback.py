@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from autograder.transfer import Opaque
+from autograder.sandbox.transfer import Opaque
 
 # Kinds of failure, as the score table shows them.
 WRONG = "wrong answer"
@@ -23,11 +23,13 @@ DEFAULT_ATOL = 1e-5
 
 
 class GradingFailure(AssertionError):
-    """A failed check; ``kind`` is one of the kinds above, the message is the student's feedback."""
+    """A failed check; ``kind`` is one of the kinds above, the message is the student's feedback.
+    ``dependencies``: the units this one calls that the message already names as failing."""
 
-    def __init__(self, message: str, kind: str = WRONG) -> None:
+    def __init__(self, message: str, kind: str = WRONG, dependencies: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind
+        self.dependencies = tuple(dependencies)
 
 
 def describe(value: Any) -> str:

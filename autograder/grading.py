@@ -23,8 +23,8 @@ import torch
 
 from autograder import feedback as fb
 from autograder.explain import dependency_chain, dependency_text, not_implemented_text
-from autograder.sandbox import Sandbox
-from autograder.transfer import unwrap
+from autograder.sandbox.supervisor import DEFAULT_MEMORY_GB, DEFAULT_UNIT_TIMEOUT, Sandbox
+from autograder.sandbox.transfer import unwrap
 from autograder.submitted import SubmittedNotebooks
 from autograder.units import Unit, homework_units, to_device
 
@@ -123,12 +123,13 @@ class Submission:
 
 
 class SandboxSubmission(Submission):
-    """A submission folder graded through the isolated worker (``autograder.sandbox``)."""
+    """A submission folder graded through the isolated worker (``autograder.sandbox.supervisor``)."""
 
     def __init__(self, hw: str, submission_dir: Path, release_dir: Path, device: str = "cpu",
-                 unit_timeout: float = 60.0, memory_gb: float = 4.0) -> None:
+                 unit_timeout: float = DEFAULT_UNIT_TIMEOUT, memory_gb: float = DEFAULT_MEMORY_GB,
+                 sandbox: Callable[..., Sandbox] = Sandbox) -> None:
         super().__init__(hw, device)
-        self.sandbox = Sandbox(hw, submission_dir, release_dir, device, unit_timeout, memory_gb)
+        self.sandbox = sandbox(hw, submission_dir, release_dir, device, unit_timeout, memory_gb)
         self.notebooks = SubmittedNotebooks(Path(submission_dir), Path(release_dir), self.units)
 
     def _unit_failed(self, unit: str) -> bool:
@@ -136,10 +137,9 @@ class SandboxSubmission(Submission):
         return (self.sandbox.loads.get(unit, {}).get("status", "ok") != "ok"
                 or (run is not None and (run.status != "ok" or not all(c.ok for c in run.cases.values()))))
 
-    def _dependency_note(self, unit: str) -> str:
-        broken = [(d, via) for d, via in dependency_chain(self.units, unit) if self._unit_failed(d)]
-        return (f" (note: this unit calls your {dependency_text(broken)}, which fail(s) its own checks; "
-                f"fix that first)") if broken else ""
+    def _broken_dependencies(self, unit: str) -> list[tuple[str, str | None]]:
+        """The units ``unit`` calls (directly or not) that failed to load or to run."""
+        return [(d, via) for d, via in dependency_chain(self.units, unit) if self._unit_failed(d)]
 
     def _stubs(self, unit: str) -> list[str]:
         """The units ``unit`` calls (directly or not) that still raise NotImplementedError."""
@@ -156,10 +156,13 @@ class SandboxSubmission(Submission):
         if problem is not None:
             raise fb.GradingFailure(problem, fb.MISSING)
         run = self.sandbox.run(unit)
-        note = self._dependency_note(unit)
+        broken = self._broken_dependencies(unit)
+        note = (f" (note: this unit calls your {dependency_text(broken)}, which fail(s) its own checks; "
+                f"fix that first)") if broken else ""
+        named = tuple(d for d, _ in broken)
         if run.status == "load_failed":
             kind = _LOAD_KINDS.get(run.load.get("status"), fb.ERROR)
-            raise fb.GradingFailure(self.notebooks.annotate(unit, run.detail + note), kind)
+            raise fb.GradingFailure(self.notebooks.annotate(unit, run.detail + note), kind, named)
         if run.status == "timeout":
             raise fb.GradingFailure(run.detail, fb.TIMEOUT)
         if run.status == "crashed":
@@ -171,7 +174,7 @@ class SandboxSubmission(Submission):
                                                          self._stubs(unit)), fb.NOT_IMPLEMENTED)
         if not result.ok:
             raise fb.GradingFailure(self.notebooks.annotate(unit, f"case '{case}': {result.message}{note}"),
-                                    _CASE_KINDS[result.kind])
+                                    _CASE_KINDS[result.kind], named)
         expected_device = self.device.type
         if self.units[unit].same_device and any(not d.startswith(expected_device) for d in result.devices):
             raise fb.GradingFailure(f"case '{case}': returned a tensor on {', '.join(result.devices)}; "

@@ -6,7 +6,7 @@ released notebook is matched to the submitted notebook that holds the most of it
 ``grade_id``s (the cells the student cannot rename); the file name only breaks ties. The chosen
 files are staged as ``<dest>/<hw>/<released name>``, the layout the grader expects.
 
-A class (``python -m autograder.batch --submissions DIR``) is one entry per student in ``DIR``: a
+A class (``python -m autograder.staff.batch --submissions DIR``) is one entry per student in ``DIR``: a
 folder (nbgrader's ``submitted/<student>/<hw>/`` layout or any other) or a ``<student>.zip``.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ each unit, and (3) the same units with a fresh worker per unit — the naive iso
 start-up (importing torch, loading the notebooks) for every unit — and the ratio of the two.
 
 ``--class N`` instead grades a generated class of N submissions (correct, stubs, classic mistakes,
-hostile: ``tests.classroom``) with ``python -m autograder.batch --jobs J`` and, as the baseline, the
+hostile: ``tests.classroom``) with ``python -m autograder.staff.batch --jobs J`` and, as the baseline, the
 serial loop of ``make grade`` (one ``pytest autograder/`` per submission) on ``--serial-sample`` of
 them (all by default; fewer are extrapolated linearly, and the output says so).
 """
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.sandbox import REPO_ROOT, Sandbox
+from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
 from autograder.units import homework_units
 
 
@@ -88,14 +88,14 @@ def grade_class(hw: str, n: int, jobs: int, serial_sample: int | None) -> None:
         print(f"class of {n}: {counts}; unit time limit {CLASS_UNIT_TIMEOUT} s; load average "
               f"{os.getloadavg()[0]:.2f}")
         started, cpu0 = time.monotonic(), _children_cpu()
-        proc = subprocess.run([sys.executable, "-m", "autograder.batch", "--submissions", str(root),
+        proc = subprocess.run([sys.executable, "-m", "autograder.staff.batch", "--submissions", str(root),
                                "--out", str(Path(tmp) / "batch"), "--hw", hw, "--jobs", str(jobs),
                                "--unit-timeout", CLASS_UNIT_TIMEOUT], cwd=REPO_ROOT, capture_output=True,
                               text=True)
         batch, batch_cpu = time.monotonic() - started, _children_cpu() - cpu0
         if proc.returncode != 0:
             raise SystemExit(f"batch grading failed:\n{proc.stderr[-3000:]}")
-        print(f"python -m autograder.batch --jobs {jobs}: {batch:.1f} s wall, {batch_cpu:.1f} s CPU "
+        print(f"python -m autograder.staff.batch --jobs {jobs}: {batch:.1f} s wall, {batch_cpu:.1f} s CPU "
               f"({batch_cpu / n:.2f} CPU s per submission)")
         sample = names[:: max(1, n // serial_sample)][:serial_sample] if serial_sample else names
         started, cpu0 = time.monotonic(), _children_cpu()

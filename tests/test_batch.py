@@ -1,4 +1,4 @@
-"""Grading a small class with ``python -m autograder.batch``: the gradebook, each student's files,
+"""Grading a small class with ``python -m autograder.staff.batch``: the gradebook, each student's files,
 the summary, written answers by question, manual scores merged, reruns skipped, and one clear line
 (exit 2) for every user mistake.
 
@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 
-from autograder import batch
+from autograder.staff import batch
 from autograder.grading import graded_tests
 from tests.classroom import IOU_WITHOUT_UNION
 from tests.notebooks import REPO_ROOT, set_answer
@@ -31,7 +31,7 @@ def _max_score():
 
 
 def _run(*args, timeout=600):
-    cmd = [sys.executable, "-m", "autograder.batch", *map(str, args)]
+    cmd = [sys.executable, "-m", "autograder.staff.batch", *map(str, args)]
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 

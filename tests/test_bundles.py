@@ -64,6 +64,8 @@ def test_student_kit_holds_nothing_hidden_or_solved(student_kit):
     assert {"README.md", "Makefile", "requirements.txt", f"assignments/{HW}/2_model.ipynb",
             "autograder/conftest.py", f"autograder/{HW}/cases.py"} <= set(files)
     assert not (student_kit / "solutions").exists()
+    assert not (student_kit / "autograder" / "staff").exists()  # the bundle is chosen by folder
+    assert (student_kit / "autograder" / "sandbox" / "worker.py").is_file()
     hidden, public = _hidden_and_public()
     snippets = solution_snippets(HW)
     assert any("box_a" in s for s in snippets) and len(snippets) > 50  # the model answers' own lines
@@ -81,14 +83,15 @@ def test_student_kit_holds_nothing_hidden_or_solved(student_kit):
     assert stored and stored <= public
 
 
-def _pytest_in(kit: Path, tmp_path: Path) -> dict:
+def _pytest_in(kit: Path, tmp_path: Path, with_output: bool = False):
     results = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "autograder/", "-q", "-p", "no:cacheprovider",
                            "--results", str(results)], cwd=kit, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "TOTAL" in proc.stdout
-    return json.loads(results.read_text())
+    data = json.loads(results.read_text())
+    return (data, proc.stdout) if with_output else data
 
 
 def test_student_kit_grades_public_checks_only(student_kit, tmp_path):
@@ -101,6 +104,16 @@ def test_student_kit_grades_public_checks_only(student_kit, tmp_path):
     shutil.copytree(REPO_ROOT / "solutions" / HW, work / "assignments" / HW)
     solved = _pytest_in(work, tmp_path)
     assert solved["score"] == solved["max_score"] == _public_max()
+
+    # Without the solutions the bundle cannot re-grade with the reference jaccard: it says what the
+    # official grade re-grades, so the difference surprises nobody.
+    set_answer(work / "assignments" / HW / "4_matching_nms.ipynb", "jaccard", BROKEN_JACCARD)
+    slipped, output = _pytest_in(work, tmp_path, with_output=True)
+    scores = scores_by_unit(slipped)
+    assert scores["match"][0] < scores["match"][1]
+    note = "a mistake is charged once: match"
+    assert note in output and note in slipped["output"], output[-3000:]
+    assert "lost points through your jaccard; the official grade re-grades" in output
 
 
 def test_student_kit_refuses_a_hidden_case_it_cannot_remove(tmp_path):

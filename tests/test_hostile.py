@@ -1,4 +1,4 @@
-"""Hostile submissions cannot change a grade (``autograder.isolation``, ``reaping``, ``forbidden``).
+"""Hostile submissions cannot change a grade (``autograder.sandbox.isolation``, ``reaping``, ``forbidden``).
 
 Each submission is the solutions with attacks added to answer cells. Attacks that must fail are
 written so that the unit keeps its points only if they fail (the cell raises when an attack
@@ -249,7 +249,7 @@ def test_forbidden_watch_catches_every_route():
     import torchvision
     from torchvision.ops import nms as alias
 
-    from autograder.forbidden import ForbiddenCalls
+    from autograder.sandbox.forbidden import ForbiddenCalls
     from autograder.retinaface.cases import NMS_OPS
 
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]])
@@ -278,7 +278,7 @@ def test_forbidden_watch_catches_every_route():
 def test_dispatcher_level_call_flood_and_killed_unit(tmp_path):
     """torch.ops.torchvision.nms through an alias of torch.ops; a gigabyte print (bounded in time)
     fills neither disk nor memory; a unit killed at its time limit leaves no scratch files."""
-    from autograder.sandbox import Sandbox
+    from autograder.sandbox.supervisor import Sandbox
 
     sub = copy_homework(tmp_path / "sub")
     inject(sub / MATCHING, "nms", replace="""
@@ -326,7 +326,7 @@ def test_dispatcher_level_call_flood_and_killed_unit(tmp_path):
 
 def test_without_namespaces_grading_notes_it_in_one_line(monkeypatch, tmp_path):
     """macOS or a laptop without namespaces: nothing is confined, and the result says so."""
-    from autograder import isolation
+    from autograder.sandbox import isolation
 
     monkeypatch.setattr(sys, "platform", "darwin")
     confinement = isolation.confine([tmp_path], [REPO_ROOT], [REFERENCES.parent])
@@ -338,7 +338,7 @@ def test_result_files_are_read_without_following_links(tmp_path):
     """A unit cannot make the scoring side read another file (e.g. the references) as its result."""
     import torch
 
-    from autograder.sandbox import read_result
+    from autograder.sandbox.supervisor import read_result
 
     real = tmp_path / "real.pt"
     torch.save({"cases": {}}, real)

@@ -65,3 +65,43 @@ def test_layers_import_only_downwards(package):
              for path in sorted((REPO_ROOT / package).rglob("*.py"))
              if _kit_imports(path) - ALLOWED_IMPORTS[package]]
     assert not wrong, "\n".join(wrong)
+
+
+def _dotted_imports(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports (``from a.b import c`` gives a.b and a.b.c)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _grading_files(*rooms: str) -> list[Path]:
+    autograder = REPO_ROOT / "autograder"
+    homeworks = [autograder / hw for hw in HOMEWORKS]
+    folders = {"core": [autograder], "sandbox": [autograder / "sandbox"], "homeworks": homeworks,
+               "staff": [autograder / "staff"]}
+    return sorted(p for room in rooms for folder in folders[room] for p in folder.glob("*.py"))
+
+
+def test_the_grading_core_and_sandbox_never_import_staff():
+    """The student bundle ships the core, the sandbox and the homework folders, never staff/."""
+    wrong = [f"{p.relative_to(REPO_ROOT)} imports {sorted(n for n in _dotted_imports(p) if n.startswith('autograder.staff'))}"
+             for p in _grading_files("core", "sandbox", "homeworks")
+             if any(n.startswith("autograder.staff") for n in _dotted_imports(p))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_autograder_never_imports_bench_or_tests():
+    wrong = [f"{p.relative_to(REPO_ROOT)} imports {sorted(_kit_imports(p) & {'bench', 'tests'})}"
+             for p in _grading_files("core", "sandbox", "homeworks", "staff") if _kit_imports(p) & {"bench", "tests"}]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_autograder_holds_three_rooms_and_the_homeworks():
+    """autograder/ = core modules + sandbox/ + staff/ + references/ + one folder per homework."""
+    folders = {p.name for p in (REPO_ROOT / "autograder").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == {"sandbox", "staff", "references", *HOMEWORKS}, folders

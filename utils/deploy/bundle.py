@@ -2,7 +2,8 @@
 checks that a bundle leaks nothing (solution text, hidden cases and tests).
 
 The kit's own folders are copied as they are (``detector/``, ``data/``, ``utils/`` without this
-packaging code, the grading core ``autograder/*.py``); homework ``hw`` adds ``assignments/<hw>/``,
+packaging code, the grading core ``autograder/*.py`` and ``autograder/sandbox/``; the Gradescope zip
+adds ``autograder/staff/``); homework ``hw`` adds ``assignments/<hw>/``,
 ``autograder/<hw>/`` and ``autograder/references/<hw>.pt``. Other homeworks' grading is left out,
 so the bundle's grader finds exactly one homework.
 """
@@ -21,6 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KIT_PACKAGES = ("detector", "data", "utils")
 KIT_FILES = ("requirements.txt", "pytest.ini")
+GRADING_ROOMS = ("sandbox",)                   # autograder/ sub-folders every bundle ships
+STAFF_ROOM = ("staff",)                        # course staff's grading: the Gradescope zip only
 NOT_SHIPPED = ("__pycache__", ".ipynb_checkpoints", ".pytest_cache")
 # Not part of either bundle: this packaging code, and the release tool (it names the solution markers).
 NOT_BUNDLED = (Path("utils") / "deploy", Path("utils") / "release.py")
@@ -59,17 +62,19 @@ def check_homework(hw: str, root: Path = REPO_ROOT) -> None:
                              f"{', '.join(known) or 'none'}; run `make release` and `make references`)")
 
 
-def copy_kit(hw: str, dest: Path, root: Path = REPO_ROOT, leave_out: tuple[str, ...] = ()) -> None:
-    """The kit's shared code and homework ``hw``'s release, as the bundles need them
-    (``leave_out``: names of grading-core modules not to copy)."""
+def copy_kit(hw: str, dest: Path, root: Path = REPO_ROOT, staff: bool = False) -> None:
+    """The kit's shared code and homework ``hw``'s release, as the bundles need them: the grading
+    core (``autograder/*.py``) and ``autograder/sandbox/``, chosen by folder; ``autograder/staff/``
+    only with ``staff`` (the private Gradescope zip)."""
     for name in KIT_PACKAGES:
         copy_tree(root / name, dest / name, root)
     for name in KIT_FILES:
         shutil.copy2(root / name, dest / name)
     (dest / "autograder").mkdir(parents=True, exist_ok=True)
     for path in sorted((root / "autograder").glob("*.py")):
-        if path.name not in leave_out:
-            shutil.copy2(path, dest / "autograder" / path.name)
+        shutil.copy2(path, dest / "autograder" / path.name)
+    for room in GRADING_ROOMS + (STAFF_ROOM if staff else ()):
+        copy_tree(root / "autograder" / room, dest / "autograder" / room, root)
     copy_tree(root / "assignments" / hw, dest / "assignments" / hw, root)
 
 

@@ -19,7 +19,7 @@ def build(hw: str, out_dir: Path, root: Path = REPO_ROOT) -> Path:
     check_homework(hw, root)
     with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
         folder = Path(tmp)
-        copy_kit(hw, folder, root)
+        copy_kit(hw, folder, root, staff=True)
         copy_tree(root / "autograder" / hw, folder / "autograder" / hw, root)
         (folder / "autograder" / "references").mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / "autograder" / "references" / f"{hw}.pt", folder / "autograder" / "references")

@@ -18,10 +18,6 @@ from utils.deploy.bundle import (REPO_ROOT, SOLUTION_MARKERS, PackagingError, ch
                                  find_text, manifest, render, solution_snippets, write_zip)
 from utils.deploy.public_only import FilterError, filter_source
 
-# Grading-core modules only course staff use (official and class grading, Gradescope, references).
-STAFF_ONLY = ("batch.py", "class_report.py", "written.py", "official.py", "gradescope.py",
-              "forkserver.py", "engine.py", "submissions.py", "make_references.py")
-
 
 def hidden_names(info: dict) -> tuple[set[str], set[str]]:
     """(hidden case names, hidden test titles) of a homework's manifest."""
@@ -86,7 +82,7 @@ def build(hw: str, out_dir: Path, root: Path = REPO_ROOT) -> Path:
     hidden_cases, _ = hidden_names(kit_info)
     with tempfile.TemporaryDirectory(prefix="student-kit-") as tmp:
         folder = Path(tmp) / f"{hw}-student"
-        copy_kit(hw, folder, root, leave_out=STAFF_ONLY)
+        copy_kit(hw, folder, root)
         copy_public_grading(hw, folder, hidden_cases, root)
         render("student_README.md", folder / "README.md", hw)
         render("student_Makefile", folder / "Makefile", hw)

@@ -23,4 +23,4 @@ mapfile -t TORCH < <(grep -E '^(torch|torchvision)[<>=!~ ]' "$SOURCE/requirement
 "$ROOT/venv/bin/python" -m pip install --index-url "$TORCH_INDEX" "${TORCH[@]}"
 "$ROOT/venv/bin/python" -m pip install -r "$SOURCE/requirements.txt"
 # Fail the image build now, not at the first submission, if the kit does not import.
-cd "$SOURCE" && PYTHONPATH="$SOURCE" "$ROOT/venv/bin/python" -c "import torch, torchvision, autograder.gradescope"
+cd "$SOURCE" && PYTHONPATH="$SOURCE" "$ROOT/venv/bin/python" -c "import torch, torchvision, autograder.staff.gradescope"

@@ -1,9 +1,9 @@
 """Grading workers forked from a clean, preloaded process instead of started from scratch.
 
-Starting ``python -m autograder.worker`` costs seconds per submission (the interpreter, torch, the
+Starting ``python -m autograder.sandbox.worker`` costs seconds per submission (the interpreter, torch, the
 kit). A ``ForkServer`` is forked from a process that has imported torch and the kit but has never
 loaded a reference, a result or student code; on request it forks a grading worker that runs
-``autograder.worker.main`` with the arguments, folder and environment of the command that
+``autograder.sandbox.worker.main`` with the arguments, folder and environment of the command that
 ``Sandbox._spawn`` builds, so the worker starts with everything imported and nothing secret in memory (the scoring process, which does hold the references, is
 never the one that forks a worker).
 
@@ -22,8 +22,8 @@ import sys
 import time
 import types
 
-from autograder import sandbox as sandbox_module
-from autograder.sandbox import REPO_ROOT, Sandbox
+from autograder.sandbox import supervisor as sandbox_module
+from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
 
 PR_SET_CHILD_SUBREAPER = 36
 MESSAGE_BYTES = 65536
@@ -57,7 +57,7 @@ class ForkedProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired("autograder.worker", timeout)
+                raise subprocess.TimeoutExpired("autograder.sandbox.worker", timeout)
             time.sleep(POLL_SECONDS)
         for stream in (self.stdin, self.stdout, self.stderr):
             try:
@@ -84,7 +84,7 @@ class ForkServer:
         self.pid, self._sock = pid, ours
 
     def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stderr_pipe: bool = False) -> ForkedProcess:
-        """A worker running ``autograder.worker.main(argv)`` in ``cwd`` with environment ``env``,
+        """A worker running ``autograder.sandbox.worker.main(argv)`` in ``cwd`` with environment ``env``,
         with pipes for stdin and stdout (and stderr if ``stderr_pipe``, else /dev/null)."""
         to_worker, from_server = os.pipe()
         to_server, from_worker = os.pipe()
@@ -140,7 +140,7 @@ def _serve(sock: socket.socket) -> None:
 
 
 def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
-    """Turn this forked process into ``python -m autograder.worker ARGV``; never returns."""
+    """Turn this forked process into ``python -m autograder.sandbox.worker ARGV``; never returns."""
     code = 1
     try:
         sock.close()
@@ -158,7 +158,7 @@ def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        from autograder import worker
+        from autograder.sandbox import worker
 
         sys.argv = [worker.__file__, *request["argv"]]
 
@@ -194,7 +194,7 @@ class ForkedSandbox(Sandbox):
 
     def _popen(self, cmd, **kwargs):
         expected = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "start_new_session": True}
-        forkable = (list(cmd[:3]) == [sys.executable, "-m", "autograder.worker"]
+        forkable = (list(cmd[:3]) == [sys.executable, "-m", "autograder.sandbox.worker"]
                     and set(kwargs) <= {*expected, "stderr", "cwd", "env"}
                     and all(kwargs.get(k) == v for k, v in expected.items())
                     and kwargs.get("stderr") in (subprocess.PIPE, subprocess.DEVNULL))

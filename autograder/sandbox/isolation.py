@@ -10,7 +10,7 @@ unprivileged uid (``UID_BASE`` + its pid, so two workers never share one), with 
 Python and the kit need made traversable for it; as an ordinary user the namespaces come from an
 unprivileged user namespace. Either way it keeps no capability and cannot gain one (no_new_privs),
 so student code cannot undo the mounts. When process 1 of a PID namespace ends, the kernel kills
-everything left in it, and ``autograder.reaping`` kills the rest after each unit.
+everything left in it, and ``autograder.sandbox.reaping`` kills the rest after each unit.
 
 As root where namespaces are forbidden (some containers), it still becomes the dedicated uid, and
 the hidden folders become readable by root only; the result notes that the network is open

@@ -1,6 +1,6 @@
 """Grade a whole class: every submission in isolation, a gradebook, a summary and written answers.
 
-    python -m autograder.batch --submissions submitted/ --out outputs/grades/class [--hw retinaface]
+    python -m autograder.staff.batch --submissions submitted/ --out outputs/grades/class [--hw retinaface]
                                [--jobs 2] [--force] [--unit-timeout 30] [--submission-timeout 900]
 
 ``--submissions`` holds one entry per student: a folder (nbgrader's ``submitted/<student>/<hw>/``
@@ -11,15 +11,16 @@ with ``score_histogram.png`` and ``unit_pass_rate.png``, ``written/<question>.ht
 
 Speed and isolation: this process imports torch and the kit once and never loads a reference or
 student code. Each submission is graded in a process forked from it (``--jobs`` at a time, killed
-past ``--submission-timeout``); its grading workers start as ``python -m autograder.worker`` (with
+past ``--submission-timeout``); its grading workers start as ``python -m autograder.sandbox.worker`` (with
 ``--fork-workers``, experimental, they are forked from a clean copy of this process instead,
-``autograder.forkserver``, saving the interpreter and torch start-up, but such workers were seen to
+``autograder.sandbox.forkserver``, saving the interpreter and torch start-up, but such workers were seen to
 hang when graders ran in parallel). A rerun skips the students already graded unless ``--force``.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import functools
 import gc
 import importlib
@@ -32,15 +33,16 @@ import time
 import traceback
 from pathlib import Path
 
-from autograder import class_report, written
-from autograder.engine import Options, feedback_text, gradescope_results
-from autograder.submissions import (Student, SubmissionError, extract_notebooks, grade_ids,
-                                    find_notebooks, released_notebooks, stage, students_in)
+from autograder.staff import class_report, written
+from autograder import engine
+from autograder.engine import Options
+from autograder.results import Report, feedback_text, gradescope_results
+from autograder.submissions import (Student, SubmissionError, extract_notebooks, find_notebooks, grade_ids,
+                                    released_notebooks, students_in)
 from autograder.units import HOMEWORKS, homework_units
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 USAGE_ERROR = 2
-DEFAULT_UNIT_TIMEOUT = 30.0
 DEFAULT_SUBMISSION_TIMEOUT = 900.0
 POLL_SECONDS = 0.05
 
@@ -75,7 +77,7 @@ def preload(hw: str) -> None:
     import torch
 
     torch.set_num_threads(1)  # no thread pool before fork()
-    from autograder import forkserver, official, worker  # noqa: F401
+    from autograder.sandbox import forkserver, worker  # noqa: F401
     from autograder.grading import graded_tests
 
     homework_units(hw)
@@ -104,46 +106,51 @@ def _import_top_level(source: str) -> None:
                 pass
 
 
-def grade_student(student: Student, hw: str, out: Path, options: Options) -> None:
+@dataclasses.dataclass
+class BatchOptions(Options):
+    fork_workers: bool = False   # workers forked from a preloaded server (autograder.sandbox.forkserver)
+
+
+def grade_student(student: Student, hw: str, out: Path, options: BatchOptions) -> None:
     """Grade one student (in a forked process) and write their three files into ``out``."""
-    from autograder.forkserver import ForkedSandbox, ForkServer
-    from autograder.official import grade
+    from autograder.sandbox.forkserver import ForkedSandbox, ForkServer
 
     # First, while this process holds nothing secret. Off by default: workers forked this way were
-    # seen to hang when two graders ran at once (--jobs 2) under the isolation of autograder.isolation.
+    # seen to hang when two graders ran at once (--jobs 2) under the isolation of autograder.sandbox.isolation.
     server = ForkServer() if options.fork_workers else None
-    release = REPO_ROOT / "assignments" / hw
     try:
         if server is not None:
-            options.sandbox = functools.partial(ForkedSandbox, server=server)
+            options = dataclasses.replace(options, sandbox=functools.partial(ForkedSandbox, server=server))
         with tempfile.TemporaryDirectory(prefix="batch-") as tmp:
+            notes = []
+            source = Path(tmp) / "unzipped"
             try:
-                source = extract_notebooks(student.path, Path(tmp) / "unzipped") if student.is_zip \
-                    else student.path
-                staged = stage(source, release, Path(tmp) / "staged")
-            except SubmissionError as err:
-                _write(out, student.name, {"hw": hw, "checks": [], "notes": [str(err)], "seconds": 0,
-                                           "status": "no notebooks"}, None)
-                return
-            report = grade(hw, staged.folder, release, options)
-            report.notes = staged.notes + report.notes
-            asked = written.questions(release, None)
-            data = dict(report.to_dict(), status="graded", written=written.answers(staged.folder, asked))
+                if student.is_zip:
+                    extract_notebooks(student.path, source)
+                else:
+                    source = student.path
+            except SubmissionError as err:  # an unreadable zip: graded as an empty submission
+                source.mkdir(parents=True, exist_ok=True)
+                notes.append(str(err))
+            report = engine.grade(hw, source, options)
+            report.notes = notes + report.notes
+            folder, _ = engine.stage_submission(hw, source, Path(tmp) / "staged")
+            found = any(folder.glob("*.ipynb"))
+            asked = written.questions(engine.release_dir(hw), None)
+            data = dict(report.to_dict(), status="graded" if found else "no notebooks",
+                        written=written.answers(folder, asked))
             _write(out, student.name, data, report)
     finally:
         if server is not None:
             server.close()
 
 
-def _write(out: Path, student: str, data: dict, report) -> None:
+def _write(out: Path, student: str, data: dict, report: Report | None) -> None:
+    """The student's results.json (the one pipeline's), feedback.txt and report.json (last)."""
     out.mkdir(parents=True, exist_ok=True)
-    if report is not None:
-        (out / "results.json").write_text(json.dumps(gradescope_results(report), indent=2))
-        (out / "feedback.txt").write_text(feedback_text(report, student), encoding="utf-8")
-    else:
-        (out / "results.json").write_text(json.dumps({"score": 0, "max_score": 0, "execution_time": 0,
-                                                      "output": "\n".join(data["notes"]), "tests": []}))
-        (out / "feedback.txt").write_text(f"{student}: " + "\n".join(data["notes"]) + "\n", encoding="utf-8")
+    report = report or Report(data["hw"], notes=data["notes"])
+    (out / "results.json").write_text(json.dumps(gradescope_results(report), indent=2))
+    (out / "feedback.txt").write_text(feedback_text(report, student), encoding="utf-8")
     tmp = out / "report.json.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, out / "report.json")  # last: its presence means "graded"
@@ -256,8 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hw", default=None, help=f"homework ({', '.join(HOMEWORKS)}); default: detected")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--force", action="store_true", help="grade again students already graded")
-    parser.add_argument("--unit-timeout", type=float, default=DEFAULT_UNIT_TIMEOUT)
-    parser.add_argument("--unit-memory-gb", type=float, default=4.0)
+    parser.add_argument("--unit-timeout", type=float, default=Options.unit_timeout)
+    parser.add_argument("--unit-memory-gb", type=float, default=Options.memory_gb)
     parser.add_argument("--submission-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--fork-workers", action="store_true",
@@ -277,8 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         todo = [s for s in students if args.force or s.name not in done]
         print(f"{hw}: {len(students)} submissions, {len(todo)} to grade "
               f"({len(students) - len(todo)} already graded; --force grades them again)", file=sys.stderr)
-        options = Options(device=args.device, unit_timeout=args.unit_timeout, memory_gb=args.unit_memory_gb,
-                          reference_dir=_solutions(hw), fork_workers=args.fork_workers)
+        options = BatchOptions(device=args.device, unit_timeout=args.unit_timeout, memory_gb=args.unit_memory_gb,
+                               reference_dir=engine.default_reference_dir(hw), fork_workers=args.fork_workers)
         if todo:
             preload(hw)
             run_all(todo, hw, args.out, options, args.jobs, args.submission_timeout)

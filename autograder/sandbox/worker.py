@@ -1,6 +1,6 @@
 """The grading worker: the only process that runs student code.
 
-Started once per submission by ``autograder.sandbox``. It loads every notebook of the homework
+Started once per submission by ``autograder.sandbox.supervisor``. It loads every notebook of the homework
 (given cells from the release, answer cells from the submission), then, for each unit it is asked
 to run, forks a child from that loaded state. The child runs the unit's cases and writes the
 outputs to a file; the worker kills it when it runs past the time limit. So a unit that loops
@@ -8,11 +8,11 @@ forever, exits the process, patches torch or exhausts memory loses only its own 
 unit starts from the same untouched state. Nothing here compares results: the scoring process
 reads the outputs with ``torch.load(weights_only=True)``.
 
-Before any student code runs the worker confines itself (``autograder.isolation``: read-only kit,
+Before any student code runs the worker confines itself (``autograder.sandbox.isolation``: read-only kit,
 hidden references, no network, its own PID namespace, an unprivileged uid when started as root);
 after the notebooks load and after every unit it kills every process student code left
-(``autograder.reaping``). While a unit runs, calls to the library ops its exercise asks for are
-watched (``autograder.forbidden``).
+(``autograder.sandbox.reaping``). While a unit runs, calls to the library ops its exercise asks for are
+watched (``autograder.sandbox.forbidden``).
 
 Messages to the parent are JSON lines on a private copy of the original stdout; the worker's own
 stdout and stderr go to the parent's log pipe. A unit's output goes through a pipe of which the
@@ -35,7 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
-from autograder import isolation, reaping
+from autograder.sandbox import isolation, reaping
 
 CASE_SEED = 0
 POLL_SECONDS = 0.005
@@ -108,8 +108,8 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
     import numpy as np
     import torch
 
-    from autograder.forbidden import ForbiddenCalls
-    from autograder.transfer import devices, wrap
+    from autograder.sandbox.forbidden import ForbiddenCalls
+    from autograder.sandbox.transfer import devices, wrap
     from autograder.units import to_device
     from utils import guard
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     # Line-buffered streams over the redirected descriptors (never closing them).
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     confinement = isolation.confine([args.scratch, args.results], [repo, args.submission, args.release],
                                     args.hide)
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))

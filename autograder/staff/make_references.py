@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from autograder.grading import references_path
-from autograder.sandbox import REPO_ROOT, Sandbox
-from autograder.transfer import wrap
+from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
+from autograder.sandbox.transfer import wrap
 from autograder.units import HOMEWORKS, homework_units
 
 

@@ -1,12 +1,12 @@
 """The scoring side of the sandbox: starts the worker once per submission and asks it for units.
 
 The process that compares outputs and scores never imports student code. It starts
-``autograder.worker`` (one start-up per submission), reads its JSON-line messages with deadlines,
+``autograder.sandbox.worker`` (one start-up per submission), reads its JSON-line messages with deadlines,
 and reads each unit's outputs with ``torch.load(weights_only=True)``. If a cell kills or hangs the
 worker while the notebooks load, that cell is skipped and the worker restarted; if a unit kills
 the worker itself, the unit is charged and the next unit gets a fresh worker.
 
-The worker confines itself (``autograder.isolation``); this side gives it a scratch folder and a
+The worker confines itself (``autograder.sandbox.isolation``); this side gives it a scratch folder and a
 results folder of its own (inside a private folder the scoring side owns), tells it what to hide
 (the reference tensors, the solutions, the git object store), reads each unit's result file
 without following links, and keeps only the tail of the worker's own output.
@@ -30,10 +30,11 @@ from typing import Any
 
 import torch
 
-from autograder.transfer import unwrap
+from autograder.sandbox.transfer import unwrap
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_UNIT_TIMEOUT = 60.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_UNIT_TIMEOUT = 60.0     # seconds one graded unit may run: every grading view's default
+DEFAULT_MEMORY_GB = 4.0         # memory one graded unit may allocate on CPU: every view's default
 START_TIMEOUT = 120.0        # importing torch and loading the notebooks' given cells
 WORKER_MARGIN = 30.0         # extra wait beyond a unit's own limit before the worker is presumed lost
 LOG_TAIL_BYTES = 1 << 16     # of the worker's own output, only this much is kept
@@ -139,7 +140,7 @@ class Sandbox:
     """Runs one submission's units in a worker process; results are cached per unit."""
 
     def __init__(self, hw: str, submission: Path, release: Path, device: str = "cpu",
-                 unit_timeout: float = DEFAULT_UNIT_TIMEOUT, memory_gb: float = 4.0) -> None:
+                 unit_timeout: float = DEFAULT_UNIT_TIMEOUT, memory_gb: float = DEFAULT_MEMORY_GB) -> None:
         self.hw, self.submission, self.release = hw, Path(submission), Path(release)
         self.device, self.unit_timeout, self.memory_gb = device, unit_timeout, memory_gb
         self._tmp = tempfile.TemporaryDirectory(prefix="grading-")
@@ -163,7 +164,7 @@ class Sandbox:
         for folder in (self.scratch, self.results):  # fresh for every worker: nothing left over
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700)
-        cmd = [sys.executable, "-m", "autograder.worker", "--hw", self.hw,
+        cmd = [sys.executable, "-m", "autograder.sandbox.worker", "--hw", self.hw,
                "--submission", str(self.submission), "--release", str(self.release),
                "--device", self.device, "--skip", ",".join(sorted(self.skip)),
                "--memory-gb", str(self.memory_gb), "--scratch", str(self.scratch),

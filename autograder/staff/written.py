@@ -3,7 +3,7 @@
 For each question, ``written/<grade_id>.html`` shows the prompt, then every student's answer beside
 the model answer and its rubric (from the solutions; they stay in view while scrolling), so a TA
 grades one question across the class. The TA types the points into ``manual_scores.csv`` (one row per student, one column per
-question); ``autograder.batch`` merges that file into the gradebook at every run.
+question); ``autograder.staff.batch`` merges that file into the gradebook at every run.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Gradescope's entry point (``run_autograder`` in the zip that ``make gradescope`` builds).
 
-    python -m autograder.gradescope [--root /autograder] [--hw retinaface]
+    python -m autograder.staff.gradescope [--root /autograder] [--hw retinaface]
 
 Takes the notebooks from ``ROOT/submission`` wherever they are (top level, a sub-folder, renamed
 like ``2_model (1).ipynb``), grades every check (hidden ones ``after_due_date``), charging a mistake
@@ -12,15 +12,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from autograder.engine import Options, gradescope_results
-from autograder.official import grade
-from autograder.sandbox import DEFAULT_UNIT_TIMEOUT, REPO_ROOT
-from autograder.submissions import SubmissionError, stage
+from autograder import engine
+from autograder.results import gradescope_results
 from autograder.units import HOMEWORKS
 
 DEFAULT_ROOT = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
@@ -31,20 +28,10 @@ def _failure(message: str, started: float) -> dict:
             "output": message, "tests": []}
 
 
-def run(root: Path, hw: str, unit_timeout: float = DEFAULT_UNIT_TIMEOUT) -> dict:
+def run(root: Path, hw: str, unit_timeout: float = engine.Options.unit_timeout) -> dict:
     """Grade ``root/submission``; the results as Gradescope reads them."""
-    started = time.monotonic()
-    release = REPO_ROOT / "assignments" / hw
-    with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
-        try:
-            staged = stage(root / "submission", release, Path(tmp))
-        except SubmissionError as err:
-            expected = ", ".join(sorted(p.name for p in release.glob("*.ipynb")))
-            return _failure(f"No notebook of this homework was found in your submission ({err}). "
-                            f"Upload the notebooks: {expected}.", started)
-        options = Options(unit_timeout=unit_timeout, reference_dir=REPO_ROOT / "solutions" / hw)
-        report = grade(hw, staged.folder, release, options)
-        return gradescope_results(report, staged.notes)
+    options = engine.Options(unit_timeout=unit_timeout, reference_dir=engine.default_reference_dir(hw))
+    return gradescope_results(engine.grade(hw, root / "submission", options))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Gradescope's /autograder")
     parser.add_argument("--hw", default=HOMEWORKS[0] if len(HOMEWORKS) == 1 else None,
                         choices=HOMEWORKS, required=len(HOMEWORKS) != 1)
-    parser.add_argument("--unit-timeout", type=float, default=DEFAULT_UNIT_TIMEOUT)
+    parser.add_argument("--unit-timeout", type=float, default=engine.Options.unit_timeout)
     args = parser.parse_args(argv)
     results_path = args.root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
