@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from autograder.units import HOMEWORKS
-from utils.checkpoint import read_state_dict
+from detector.weights import read_state_dict
 from utils.detectors import ADAPTERS, adapter, config
 from utils.experiment import train_detector
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AMP_RUNS = (("fp16", False), ("bf16", False), ("bf16", True))   # (amp, channels_last)

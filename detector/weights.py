@@ -1,7 +1,8 @@
 """Read model weights from a file a user hands in (public state_dicts and the kit's checkpoints).
 
 It lives in ``detector/`` (which imports nothing else of the kit) because the backbones read
-ImageNet weights with it; ``utils.checkpoint`` re-exports it for the training engine.
+ImageNet weights with it; ``utils.training.checkpoint.load_model_weights`` and
+``utils.detectors.weights`` load trained weights with it.
 """
 from __future__ import annotations
 

@@ -184,6 +184,6 @@ def test_reference_model_names_are_the_public_checkpoints():
     if not checkpoint.is_file():
         pytest.skip(f"{checkpoint} is absent (development data only)")
     from autograder.grading import Submission
-    from utils.checkpoint import read_state_dict
+    from detector.weights import read_state_dict
     published = {name: list(t.shape) for name, t in read_state_dict(checkpoint).items()}
     assert Submission("retinaface").reference("retinaface", "parameter names, mobilenet0.25") == published

@@ -13,7 +13,7 @@ from autograder.tinaface import oracles
 from detector.tinaface.config import ANCHOR_RATIO, FUSION_EPS, NUM_ANCHOR_SCALES, OCTAVE_BASE_SCALE, STRIDES
 from utils.detectors import load_code, load_detector, load_model
 from utils.inference import Detections
-from utils.optim import cosine_restart_factor
+from utils.training.optim import cosine_restart_factor
 
 NOTEBOOKS = ("1_model.ipynb", "2_anchors_losses.ipynb")
 FULL_ANCHORS_640 = 102_375

@@ -1,5 +1,6 @@
-"""utils.train and its parts: exact resume after kill -9, torchrun 1 vs 2 processes, NaN stop,
-atomic checkpoints, schedules, clipping, AMP, channels_last, the CSV log, loaders and the CLI."""
+"""utils.training (the loop and its parts): exact resume after kill -9, torchrun 1 vs 2 processes,
+NaN stop, atomic checkpoints, schedules, clipping, AMP, channels_last, the CSV log, loaders and the
+CLI."""
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import (CheckpointStore, atomic_save, load_model_weights,
-                              load_training_checkpoint, read_state_dict)
-from utils.optim import cosine_factor, step_factor
-from utils.rng_state import capture_rng_state, restore_rng_state
-from utils.train import NonFiniteLossError, fit
-from utils.train_batches import ShardedBatchSampler, build_epoch_loader
-from utils.train_config import TrainConfig, add_train_args, config_from_args
-from utils.train_log import CsvTrainLog
+from detector.weights import read_state_dict
+from utils.training.batches import ShardedBatchSampler, build_epoch_loader
+from utils.training.checkpoint import (CheckpointStore, atomic_save, load_model_weights,
+                                       load_training_checkpoint)
+from utils.training.config import TrainConfig, add_train_args, config_from_args
+from utils.training.log import CsvTrainLog
+from utils.training.optim import cosine_factor, step_factor
+from utils.training.rng_state import capture_rng_state, restore_rng_state
+from utils.training.train import NonFiniteLossError, fit
 
 
 def _load_tiny_job():

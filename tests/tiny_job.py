@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script, the repository root is not on sys.path
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.train import TrainResult, fit  # noqa: E402
-from utils.train_config import TrainConfig, add_train_args, config_from_args  # noqa: E402
+from utils.training.config import TrainConfig, add_train_args, config_from_args  # noqa: E402
+from utils.training.train import TrainResult, fit  # noqa: E402
 
 IMAGE_SIZE = 12
 TARGET_COLUMNS = 15            # x1, y1, x2, y2, 5 landmarks (x, y), flag

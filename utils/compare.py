@@ -29,7 +29,7 @@ from data.widerface import WiderFaceDataset  # noqa: E402
 from utils.cli import run  # noqa: E402
 from utils.detectors import ADAPTERS, UserError, adapter, config, load_detector  # noqa: E402
 from utils.experiment import check_dataset, detect_split, score_detections, train_detector  # noqa: E402
-from utils.train_config import TrainConfig  # noqa: E402
+from utils.training.config import TrainConfig  # noqa: E402
 
 SUBSETS = ("easy", "medium", "hard")
 # Shared budget (overridable): the same for every model.

@@ -32,7 +32,7 @@ from data.widerface import WiderFaceDataset, load_image
 from utils.cli import run
 from utils.detectors import ADAPTERS, adapter, config as model_config, load_detector
 from utils.experiment import GROUND_TRUTH, evaluate_detector, train_detector
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
 from utils.viz import draw_detections, plot_loss_curves, plot_pr_curves, show_images
 
 TRAIN_IMAGES, VAL_IMAGES = 800, 200   # embedded dataset generated when --data has none

@@ -4,7 +4,8 @@ The glue that ``make demo``, ``utils.compare``, the notebooks and the command li
 
     python -m utils.experiment train --data outputs/data --out outputs/train/run1
         [--model retinaface] [--cfg NAME] [--impl solutions|DIR] [--image-size 640]
-        [--variant NAME=VALUE ...] [training flags of utils.train_config: --epochs --batch-size --lr ... --resume]
+        [--variant NAME=VALUE ...]
+        [training flags of utils.training.config: --epochs --batch-size --lr ... --resume]
     python -m utils.experiment evaluate --data outputs/data --weights CKPT --out outputs/eval/run1
         [--model retinaface] [--cfg NAME] [--impl solutions|DIR] [--nms 0.4] [--json]
 
@@ -32,8 +33,8 @@ from utils.cli import run
 from utils.detectors import ADAPTERS, UserError, adapter, config, load_code, load_detector, load_model
 from utils.evaluate import WiderResult, evaluate, read_predictions
 from utils.inference import CONF_THRESH, NMS_THRESH, predict_dataset
-from utils.train import TrainResult
-from utils.train_config import TrainConfig, add_train_args, config_from_args
+from utils.training.config import TrainConfig, add_train_args, config_from_args
+from utils.training.train import TrainResult
 from utils.wider_predictions import write_predictions
 
 GROUND_TRUTH = Path("val") / "ground_truth"

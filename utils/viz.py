@@ -48,8 +48,8 @@ def plot_loss_curves(log: dict[str, np.ndarray] | str | Path, every: int = LOSS_
                      path: str | Path | None = None, title: str = "Training losses") -> plt.Figure:
     """One panel per loss part, each averaged over blocks of ``every`` iterations.
 
-    log: a CSV path written by ``utils.train`` or the dict ``read_loss_log`` returns; every column
-    that is not bookkeeping (iteration, epoch, lr, images_per_s) is drawn as a loss part.
+    log: a CSV path written by ``utils.training.train`` or the dict ``read_loss_log`` returns; every
+    column that is not bookkeeping (iteration, epoch, lr, images_per_s) is drawn as a loss part.
     """
     if not isinstance(log, dict):
         log = read_loss_log(log)

@@ -250,8 +250,8 @@ def check_scores(submission, name):
 
 
 def check_lr(submission, name, engine: bool):
-    from utils.optim import build_scheduler
-    from utils.train_config import TrainConfig
+    from utils.training.config import TrainConfig
+    from utils.training.optim import build_scheduler
     x = submission.inputs("warmup_cosine_lr", name)
     kw = dict({"warmup_iters": 500, "warmup_ratio": 0.1, "period": 30, "min_lr_ratio": 0.01}, **x["kw"])
     if engine:  # the kit's engine must produce the same lr step by step

@@ -1,6 +1,6 @@
 """Grading of the TinaFace homework, Part 2 (``2_anchors_losses.ipynb``). Oracles: loop definitions
 (anchors, assignment, coding), torchvision.ops.sigmoid_focal_loss and distance_box_iou_loss, the
-score formula, vedadet's schedule and the kit's engine (utils.optim)."""
+score formula, vedadet's schedule and the kit's engine (utils.training.optim)."""
 from autograder.grading import graded
 from autograder.tinaface import cases_boxes as cases
 from autograder.tinaface import checks

@@ -1,6 +1,6 @@
 """Every homework's detector behind one interface: build it from notebook code, load weights,
 detect faces, train it. ``utils.detect``, ``utils.experiment``, ``utils.demo`` and ``utils.compare``
-only talk to this interface, so adding a homework is one line in ``ADAPTERS``.
+only talk to this interface; a homework's adapter is named in its registry entry (``utils.homeworks``).
 
     model = load_model("retinaface", "mobilenet0.25")                 # solutions' code, random weights
     model = load_model("dsfd", "vgg16", impl="submissions/alice", weights="dsfd.pth")
@@ -17,7 +17,7 @@ An adapter is a module ``utils/detectors/<hw>.py`` with:
     build_model(cfg, code) -> nn.Module                  an untrained model (caller seeds torch)
     build_detector(model, cfg, code, **options) -> obj   obj.detect(list of uint8 BGR [H, W, 3])
                                                          -> list[utils.inference.Detections]
-    train_model(model, cfg, data_root, config, code, **variant) -> utils.train.TrainResult
+    train_model(model, cfg, data_root, config, code, **variant) -> utils.training.train.TrainResult
                                                          variant: the homework's ablation switches
     init_from_scratch(model) (optional)                  re-initialises a new model in place before
                                                          training from scratch (utils.experiment)
@@ -38,14 +38,10 @@ import torch
 from detector.configs import copy_config
 from utils.detectors.notebooks import NotebookCode, UserError, load_code
 from utils.detectors.weights import load_weights
+from utils.homeworks import REGISTRY
 
-# The one registration line per homework: name -> adapter module.
-ADAPTERS = {
-    "retinaface": "utils.detectors.retinaface",
-    "dsfd": "utils.detectors.dsfd",
-    "tinaface": "utils.detectors.tinaface",
-    "rfcn": "utils.detectors.rfcn",
-}
+# name -> adapter module, from the homework registry (utils/homeworks.py).
+ADAPTERS = {entry.name: entry.adapter for entry in REGISTRY}
 
 
 def adapter(model: str) -> ModuleType:

@@ -25,8 +25,8 @@ from detector.dsfd.boxes import decode
 from detector.dsfd.config import CONFIGS
 from utils.detectors.notebooks import NotebookCode
 from utils.inference import Detections, Detector
-from utils.train import TrainResult, fit
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.train import TrainResult, fit
 
 NAME = "dsfd"
 LITE = "vgg16_lite"
@@ -157,8 +157,9 @@ def init_from_scratch(model: torch.nn.Module, input_std: float = INPUT_STD) -> t
 
 
 def dsfd_criterion(loss: torch.nn.Module, pal: bool = True) -> Callable:
-    """``criterion(outputs, targets, priors) -> dict`` for ``utils.train.fit``; priors [2, P, 4] are
-    the two shots' anchors stacked. ``pal=False`` trains the second shot alone (PAL ablation)."""
+    """``criterion(outputs, targets, priors) -> dict`` for ``utils.training.train.fit``; priors
+    [2, P, 4] are the two shots' anchors stacked. ``pal=False`` trains the second shot alone (PAL
+    ablation)."""
     def criterion(outputs, targets, priors):
         parts = loss(outputs, (priors[0], priors[1]), targets)
         return parts if pal else {k: v for k, v in parts.items() if k.endswith("second")}

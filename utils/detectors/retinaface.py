@@ -16,8 +16,8 @@ from data.widerface import WiderFaceDataset, detection_collate
 from detector.retinaface.config import CONFIGS
 from utils.detectors.notebooks import NotebookCode, UserError
 from utils.inference import Detector
-from utils.train import TrainResult, fit
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.train import TrainResult, fit
 
 NAME = "retinaface"
 LITE = "mobilenet0.25"
@@ -84,9 +84,9 @@ def _working_postprocess(code: NotebookCode, priors: torch.Tensor, variances) ->
 
 
 def retinaface_criterion(loss: torch.nn.Module, cfg: dict, landmarks: bool = True) -> Callable:
-    """``criterion(outputs, targets, priors) -> {'loc', 'conf'[, 'landm']}`` for ``utils.train.fit``:
-    the box loss weighted by cfg['loc_weight']; without ``landmarks`` the landmark term is left out
-    of the optimised sum (training without landmark supervision)."""
+    """``criterion(outputs, targets, priors) -> {'loc', 'conf'[, 'landm']}`` for
+    ``utils.training.train.fit``: the box loss weighted by cfg['loc_weight']; without ``landmarks``
+    the landmark term is left out of the optimised sum (training without landmark supervision)."""
     def criterion(outputs, targets, priors):
         loss_l, loss_c, loss_landm = loss(outputs, priors, targets)
         parts = {"loc": cfg["loc_weight"] * loss_l, "conf": loss_c}

@@ -19,8 +19,8 @@ from torch import nn
 from data.augment import TrainAugment
 from data.widerface import WiderFaceDataset, detection_collate
 from utils.inference import Detector, PriorCache
-from utils.train import TrainResult, fit
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.train import TrainResult, fit
 
 BOX_COORDS = 4
 

@@ -1,6 +1,6 @@
 """Face R-FCN behind the kit's detector interface (``utils.detectors``), and the glue its
 notebooks use: ``Homework`` (the notebook definitions training needs), ``RFCNCriterion`` (the
-two-stage training step around ``utils.train.fit``), ``RFCNDetector`` and ``train_rfcn``.
+two-stage training step around ``utils.training.train.fit``), ``RFCNDetector`` and ``train_rfcn``.
 
 R-FCN is two-stage, so ``utils.inference.Detector`` (one forward, decode at anchors) does not fit:
 ``RFCNDetector.detect`` runs forward -> proposal_layer -> head -> bbox_transform_inv -> NMS.
@@ -20,8 +20,8 @@ from data.widerface import WiderFaceDataset, detection_collate
 from detector.rfcn.config import CONFIGS
 from utils.detectors.notebooks import NotebookCode
 from utils.inference import Detections
-from utils.train import TrainResult, fit
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.train import TrainResult, fit
 
 NAME = "rfcn"
 LITE = "resnet18-lite"

@@ -19,8 +19,8 @@ from data.widerface import WiderFaceDataset, detection_collate
 from detector.tinaface.config import CONFIGS, NMS_IOU
 from utils.detectors.notebooks import NotebookCode
 from utils.inference import Detector
-from utils.train import TrainResult, fit
-from utils.train_config import TrainConfig
+from utils.training.config import TrainConfig
+from utils.training.train import TrainResult, fit
 
 NAME = "tinaface"
 LITE = "lite"

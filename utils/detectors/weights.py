@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from utils.checkpoint import read_state_dict
+from detector.weights import read_state_dict
 from utils.detectors.notebooks import UserError
 
 SHOWN_KEYS = 5               # key names quoted in a weights-mismatch error

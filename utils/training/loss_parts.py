@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from utils.train_log import BOOKKEEPING_COLUMNS, TOTAL_COLUMN
+from utils.training.log import BOOKKEEPING_COLUMNS, TOTAL_COLUMN
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -1,7 +1,7 @@
 """Training settings shared by every detector's training CLI (RetinaFace, DSFD, TinaFace, R-FCN).
 
-``TrainConfig`` holds the settings ``utils.train.fit`` reads; ``add_train_args`` puts the shared
-flags on a task's argparse parser and ``config_from_args`` turns the parsed flags back into a
+``TrainConfig`` holds the settings ``utils.training.train.fit`` reads; ``add_train_args`` puts the
+shared flags on a task's argparse parser and ``config_from_args`` turns the parsed flags back into a
 ``TrainConfig``, so every task CLI spells ``--epochs``, ``--lr``, ``--resume auto`` ... the same way.
 """
 from __future__ import annotations

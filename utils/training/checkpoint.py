@@ -9,6 +9,10 @@ A training checkpoint is a dict of tensors and plain values (loads with ``weight
 ``format``, ``model`` (state_dict, no DDP ``module.`` prefix), ``optimizer``, ``scheduler``,
 ``scaler``, ``progress`` (epoch, batch_in_epoch, iteration, ...), ``rng`` (one state per process),
 ``world_size`` and ``config``.
+
+``load_model_weights`` also serves inference (the notebooks load trained or public weights with it):
+it stays here, next to the format it reads; the reader itself, ``detector.weights.read_state_dict``,
+lives in ``detector/`` because the backbones need it.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from detector.weights import read_state_dict  # noqa: F401 (re-exported for the training engine)
+from detector.weights import read_state_dict
 
 CHECKPOINT_FORMAT = "face-kit-training-checkpoint/1"
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -107,14 +111,15 @@ class CheckpointStore:
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
-    """A checkpoint written by ``utils.train.fit``, checked for the fields a resume needs."""
+    """A checkpoint written by ``utils.training.train.fit``, checked for the fields resuming needs."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint to resume from")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a training checkpoint of utils.train (expected a dict with "
-                         f"format={CHECKPOINT_FORMAT!r}); load bare weights with load_model_weights")
+        raise ValueError(f"{path}: not a training checkpoint of utils.training.train (expected a "
+                         f"dict with format={CHECKPOINT_FORMAT!r}); load bare weights with "
+                         f"load_model_weights")
     return ckpt
 
 

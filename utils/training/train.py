@@ -26,15 +26,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from utils.checkpoint import CHECKPOINT_DIRNAME, CHECKPOINT_FORMAT, CheckpointStore, load_training_checkpoint
-from utils.distributed import (DistContext, all_reduce_mean, barrier, broadcast_from_main,
-                               gather_to_all, setup_distributed, teardown_distributed)
-from utils.loss_parts import NonFiniteLossError, checked_loss_parts, first_non_finite
-from utils.optim import build_optimizer, build_scheduler
-from utils.rng_state import capture_rng_state, restore_rng_state, seed_everything
-from utils.train_batches import build_epoch_loader, move_to_device
-from utils.train_config import RESUME_LATEST, TrainConfig
-from utils.train_log import TOTAL_COLUMN, CsvTrainLog, Progress
+from utils.training.batches import build_epoch_loader, move_to_device
+from utils.training.checkpoint import (CHECKPOINT_DIRNAME, CHECKPOINT_FORMAT, CheckpointStore,
+                                       load_training_checkpoint)
+from utils.training.config import RESUME_LATEST, TrainConfig
+from utils.training.distributed import (DistContext, all_reduce_mean, barrier, broadcast_from_main,
+                                        gather_to_all, setup_distributed, teardown_distributed)
+from utils.training.log import TOTAL_COLUMN, CsvTrainLog, Progress
+from utils.training.loss_parts import NonFiniteLossError, checked_loss_parts, first_non_finite
+from utils.training.optim import build_optimizer, build_scheduler
+from utils.training.rng_state import capture_rng_state, restore_rng_state, seed_everything
 
 __all__ = ["fit", "TrainResult", "TrainingProgress", "NonFiniteLossError", "LOG_NAME"]
 
@@ -158,7 +159,7 @@ class _Trainer:
                 f"{ckpt['world_size']} processes) and seed {saved['seed']}; this run has "
                 f"{self.global_batch} and seed {self.config.seed}, so the data order cannot be "
                 f"continued. Use the same settings, or start afresh from its weights with "
-                f"utils.checkpoint.load_model_weights")
+                f"utils.training.checkpoint.load_model_weights")
         progress = TrainingProgress(**ckpt["progress"])
         if progress.iteration != progress.epoch * self.iterations_per_epoch + progress.batch_in_epoch:
             raise ValueError(f"{path}: epoch {progress.epoch} batch {progress.batch_in_epoch} does not "

@@ -1,0 +1,63 @@
+"""The course's homeworks, each known in one place: this registry.
+
+A homework is its folders (``solutions/<hw>/``, ``assignments/<hw>/``, ``autograder/<hw>/``,
+``autograder/references/<hw>.pt``, ``detector/<hw>/``, ``utils/detectors/<hw>.py``) plus one entry
+here: its name, its notebooks in course order, its detector adapter and the notebook parameters
+that run its notebooks in seconds (``make test``). Everything else reads this entry: the course
+order of the grader (``autograder.units.HOMEWORKS``), the adapters (``utils.detectors``), the order
+``make solutions`` runs the notebooks in (``utils.run_notebooks``) and the tests.
+``tests/test_layout.py`` checks that the folders agree with the entry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class UnknownHomework(ValueError):
+    """A homework name that is not in the registry: says which ones are."""
+
+
+@dataclass(frozen=True)
+class Homework:
+    name: str                                  # the folder name under solutions/, assignments/, autograder/
+    notebooks: tuple[str, ...]                 # file names in the order students work through them
+    adapter: str                               # module of the detector adapter (utils.detectors interface)
+    # Parameters-cell values that shrink every notebook to seconds (names a notebook does not
+    # define are ignored); make test executes the solutions with them.
+    tiny_params: dict[str, Any] = field(default_factory=dict)
+
+
+REGISTRY: tuple[Homework, ...] = (
+    Homework("retinaface",
+             ("1_data.ipynb", "2_model.ipynb", "3_anchors.ipynb", "4_matching_nms.ipynb",
+              "5_loss_training.ipynb", "6_testing_finetuning.ipynb", "7_cascade_regression.ipynb"),
+             "utils.detectors.retinaface",
+             {"TRAIN_IMAGES": 4, "VAL_IMAGES": 4, "IMAGE_SIZE": 96, "BATCH_SIZE": 2, "EPOCHS": 1,
+              "COMPARE_ITERATIONS": 2, "FINETUNE_ITERATIONS": 2, "CASCADE_ITERATIONS": 2}),
+    Homework("dsfd",
+             ("1_model.ipynb", "2_efficientnet_scaling.ipynb", "3_anchors_loss_sampling.ipynb",
+              "4_experiments.ipynb"),
+             "utils.detectors.dsfd",
+             {"ITERATIONS": 1, "BATCH_SIZE": 2, "IMAGE_SIZE": 128, "MAX_PHI": 1, "COMPENSATION_IMAGES": 4}),
+    Homework("tinaface",
+             ("1_model.ipynb", "2_anchors_losses.ipynb", "3_experiments.ipynb"),
+             "utils.detectors.tinaface",
+             {"IMAGE_SIZE": 64, "BATCH_SIZE": 2, "ITERATIONS": 2, "TIMING_SIZE": 8, "TIMING_REPEATS": 1,
+              "NECK_CONFIGS": ("lite",)}),
+    Homework("rfcn",
+             ("1_anchors_boxes.ipynb", "2_psroi_model.ipynb", "3_targets_losses.ipynb", "4_experiments.ipynb"),
+             "utils.detectors.rfcn",
+             {"IMAGE_SIZE": 96, "BATCH_SIZE": 2, "ITERATIONS": 2, "TIMING_IMAGES": 1,
+              "VARIANTS": ("weighted", "ohem")}),
+)
+
+NAMES: tuple[str, ...] = tuple(h.name for h in REGISTRY)
+
+
+def homework(name: str) -> Homework:
+    """The registry entry of ``name``; a clear error for an unknown one."""
+    for entry in REGISTRY:
+        if entry.name == name:
+            return entry
+    raise UnknownHomework(f"unknown homework {name!r}; expected one of {', '.join(NAMES)}")
