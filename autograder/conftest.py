@@ -83,6 +83,17 @@ def _homeworks_to_grade(config: pytest.Config) -> list[str]:
     return found
 
 
+def homework_of(module) -> str | None:
+    """The homework whose folder holds a graded test module (``autograder.<hw>.test_x``), checked
+    against the module's own ``HW``: the folder decides, a disagreeing ``HW`` is a kit error."""
+    parts = getattr(module, "__name__", "").split(".")
+    hw = parts[1] if len(parts) == 3 and parts[0] == "autograder" and parts[1] in HOMEWORKS else None
+    declared = getattr(module, "HW", hw)
+    if hw is not None and declared != hw:
+        raise pytest.UsageError(f"{module.__file__}: HW = {declared!r}, but the file is in autograder/{hw}/")
+    return hw
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the graded tests of homeworks that are not being graded."""
     grading = config._grading.get("homeworks")
@@ -90,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     keep, drop = [], []
     for item in items:
-        hw = getattr(getattr(item, "module", None), "HW", None)
+        hw = homework_of(getattr(item, "module", None))
         (drop if hw is not None and hw not in grading else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -132,7 +143,7 @@ def submission(request: pytest.FixtureRequest) -> SandboxSubmission:
     if _grading_cuda_without_gpu(config):
         pytest.skip("--device cuda: no CUDA device on this machine")
     state = config._grading
-    sub = state["submissions"][request.module.HW]
+    sub = state["submissions"][homework_of(request.module)]
     if sub.hw not in state["started"]:
         state["started"].add(sub.hw)
         state["notes"][sub.hw] += engine.start(sub)
@@ -157,7 +168,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             record = check_result(info, call.excinfo.value if call.excinfo else RuntimeError("no outcome"),
                                   report.duration)
             report.longrepr = f"[{info.unit}] {record.kind}: {record.feedback}"
-        hw = getattr(item.module, "HW", None)
+        hw = homework_of(item.module)
         item.config._grading["records"].setdefault(hw, []).append(record)
 
 

@@ -1,7 +1,8 @@
 """What a graded unit is: the answer cell it lives in, how to call it, and the cases it runs on.
 
-A homework's units are listed in ``autograder/<hw>/cases.py`` as ``UNITS``; every sub-package of
-``autograder/`` that has a ``cases.py`` is a homework (adding one needs no edit here). Case inputs are built
+A homework's units are listed in ``autograder/<hw>/cases.py`` as ``UNITS``. The homeworks and their
+course order come from the registry (``utils.homeworks``); this copy of the kit grades those whose
+``autograder/<hw>/cases.py`` it holds (a student bundle holds one). Case inputs are built
 deterministically (seeded), so the worker that runs student code and the process that scores it
 build the same inputs independently; only the outputs cross the process boundary.
 """
@@ -14,19 +15,17 @@ from typing import Any, Callable
 
 import torch
 
+from utils.homeworks import NAMES
+
 AUTOGRADER_DIR = Path(__file__).resolve().parent
-# Notebook order of the course; homeworks found on disk but not listed here come after, by name.
-COURSE_ORDER = ("retinaface", "dsfd", "tinaface", "rfcn")
 
 
-def find_homeworks(root: Path = AUTOGRADER_DIR) -> tuple[str, ...]:
-    """The homeworks whose grading is present: ``root/<hw>/cases.py`` exists."""
-    found = {p.parent.name for p in root.glob("*/cases.py")}
-    return tuple(sorted(found, key=lambda hw: (COURSE_ORDER.index(hw) if hw in COURSE_ORDER
-                                               else len(COURSE_ORDER), hw)))
+def graded_homeworks(root: Path = AUTOGRADER_DIR) -> tuple[str, ...]:
+    """The registry's homeworks, in course order, whose grading is here (``root/<hw>/cases.py``)."""
+    return tuple(hw for hw in NAMES if (root / hw / "cases.py").is_file())
 
 
-HOMEWORKS = find_homeworks()
+HOMEWORKS = graded_homeworks()
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,17 @@
 
     python -m bench.grading [--hw retinaface] [--baseline/--no-baseline]
     python -m bench.grading --class 40 [--jobs 2] [--serial-sample 40]
+    python -m bench.grading --gradescope [--hw retinaface ...]
 
 Prints (1) the wall time of ``pytest autograder/ --submission solutions`` as a TA runs it,
 (2) the kit's sandbox: one worker start-up per submission, then one fork per unit, with the time of
 each unit, and (3) the same units with a fresh worker per unit — the naive isolation that pays
 start-up (importing torch, loading the notebooks) for every unit — and the ratio of the two.
+
+``--gradescope`` instead times one submission through Gradescope's ``run_autograder`` (``python -m
+autograder.staff.gradescope``) pinned to one core, for every homework (the target is 20 s each), on
+the solutions and on the solutions with one slip that charge-once re-grades (tests.test_one_grade),
+beside ``make grade`` (``pytest autograder/``) on the same submission and core.
 
 ``--class N`` instead grades a generated class of N submissions (correct, stubs, classic mistakes,
 hostile: ``tests.classroom``) with ``python -m autograder.staff.batch --jobs J`` and, as the baseline, the
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +32,7 @@ import time
 from pathlib import Path
 
 from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
-from autograder.units import homework_units
+from autograder.units import HOMEWORKS, homework_units
 
 
 def pytest_wall_time(hw_dir: Path) -> float:
@@ -67,6 +74,7 @@ def worker_per_unit(hw: str, folder: Path) -> float:
     return time.monotonic() - started
 
 
+GRADESCOPE_TARGET_S = 20.0
 CLASS_MIX = {"correct": 0.4, "stub": 0.2, "mistake": 0.25, "hostile": 0.15}
 CLASS_UNIT_TIMEOUT = "5"
 
@@ -114,6 +122,38 @@ def grade_class(hw: str, n: int, jobs: int, serial_sample: int | None) -> None:
               f"{400 * batch_cpu / n / 60 / jobs:.1f} min of {jobs} fully available cores")
 
 
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``cmd`` run on core 0 with one thread."""
+    started, cpu0 = time.monotonic(), _children_cpu()
+    proc = subprocess.run(["taskset", "-c", "0", *cmd], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return time.monotonic() - started, _children_cpu() - cpu0
+
+
+def gradescope_times(homeworks: list[str]) -> None:
+    """run_autograder on one core for each homework, beside make grade on the same submission."""
+    from tests.test_one_grade import _slip
+
+    print(f"one core (taskset -c 0), OMP_NUM_THREADS=1; load average {os.getloadavg()[0]:.2f}")
+    for hw in homeworks:
+        for kind in ("solutions", "one slip"):
+            with tempfile.TemporaryDirectory(prefix="bench-gradescope-") as tmp:
+                root = Path(tmp)
+                shutil.copytree(REPO_ROOT / "solutions" / hw, root / "submission")
+                if kind == "one slip":
+                    _slip(root / "submission", hw)
+                wall, cpu = _timed([sys.executable, "-m", "autograder.staff.gradescope", "--root", str(root),
+                                    "--hw", hw])
+                grade_wall, _ = _timed([sys.executable, "-m", "pytest", "autograder/", "--submission",
+                                        str(root / "submission"), "--hw", hw, "-q", "-p", "no:cacheprovider"])
+            verdict = "within" if wall <= GRADESCOPE_TARGET_S else "OVER"
+            print(f"{hw:<11} {kind:<9} run_autograder {wall:5.1f} s wall ({cpu:5.1f} s CPU; {verdict} the "
+                  f"{GRADESCOPE_TARGET_S:g} s target); make grade {grade_wall:5.1f} s "
+                  f"({grade_wall / wall:.2f}x run_autograder)")
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -121,7 +161,9 @@ def _children_cpu() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hw", default="retinaface")
+    parser.add_argument("--hw", default=None, help="homework (default retinaface; --gradescope: all)")
+    parser.add_argument("--gradescope", action="store_true",
+                        help="time run_autograder on one core for each homework instead")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="also time a fresh worker per unit (slow)")
     parser.add_argument("--class", dest="class_size", type=int, default=0,
@@ -130,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serial-sample", type=int, default=None,
                         help="time the serial baseline on this many submissions (default all)")
     args = parser.parse_args(argv)
+    if args.gradescope:
+        gradescope_times([args.hw] if args.hw else list(HOMEWORKS))
+        return
+    args.hw = args.hw or "retinaface"
     if args.class_size:
         grade_class(args.hw, args.class_size, args.jobs, args.serial_sample)
         return

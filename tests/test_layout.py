@@ -105,3 +105,28 @@ def test_the_autograder_holds_three_rooms_and_the_homeworks():
     """autograder/ = core modules + sandbox/ + staff/ + references/ + one folder per homework."""
     folders = {p.name for p in (REPO_ROOT / "autograder").iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert folders == {"sandbox", "staff", "references", *HOMEWORKS}, folders
+
+
+def test_the_registry_names_every_homework_and_its_notebooks():
+    """One entry per homework (utils/homeworks.py) and the folders agree with it."""
+    from utils.homeworks import NAMES, REGISTRY
+    assert HOMEWORKS == NAMES  # the kit grades every registered homework, in course order
+    on_disk = {p.parent.name for p in (REPO_ROOT / "autograder").glob("*/cases.py")}
+    assert on_disk == set(NAMES), f"autograder/<hw>/ without a registry entry: {sorted(on_disk - set(NAMES))}"
+    for entry in REGISTRY:
+        for root in ("solutions", "assignments"):
+            found = sorted(p.name for p in (REPO_ROOT / root / entry.name).glob("*.ipynb"))
+            assert found == sorted(entry.notebooks), f"{root}/{entry.name}/ holds {found}, the registry {entry.notebooks}"
+        graded = {u.notebook for u in homework_units(entry.name).values()}
+        assert graded <= set(entry.notebooks), f"{entry.name}: units in {sorted(graded - set(entry.notebooks))}"
+        assert set(adapter(entry.name).NOTEBOOKS) <= set(entry.notebooks)
+
+
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_graded_test_modules_declare_their_own_homework(hw):
+    """``HW`` of autograder/<hw>/test_*.py is the folder's name (the grader checks it, not trusts it)."""
+    for path in sorted((REPO_ROOT / "autograder" / hw).glob("test_*.py")):
+        declared = [node.value.value for node in ast.parse(path.read_text()).body
+                    if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "HW" for t in node.targets)
+                    and isinstance(node.value, ast.Constant)]
+        assert declared in ([hw], []), f"{path.relative_to(REPO_ROOT)}: HW = {declared}"

@@ -22,6 +22,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from utils.homeworks import NAMES, homework
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -79,14 +81,17 @@ def run_notebook(path: Path, out_path: Path, params: dict) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="names (default: every notebook, in order)")
-    parser.add_argument("--hw", default="retinaface")
+    parser.add_argument("--hw", default="retinaface", choices=NAMES)
     parser.add_argument("--source", type=Path, default=REPO_ROOT / "solutions")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "solutions")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
     params = parse_params(args.param)
     folder = args.source / args.hw
-    paths = sorted(folder.glob("*.ipynb"))
+    paths = [folder / name for name in homework(args.hw).notebooks]  # course order (utils.homeworks)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        parser.error(f"{folder}: missing {', '.join(missing)} (the notebooks of {args.hw} in utils/homeworks.py)")
     if args.notebooks:
         wanted = {Path(n).stem for n in args.notebooks}
         paths = [p for p in paths if p.stem in wanted]

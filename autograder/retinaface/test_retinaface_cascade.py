@@ -1,6 +1,6 @@
 """Grading of the optional cascade part of the RetinaFace homework (``7_cascade_regression.ipynb``):
 step 2's matching against the refined boxes, and the cascade loss. Oracles: the slow-loop matching of
-``oracles_cascade.py`` and, for step 1, the loss oracle of ``test_retinaface_loss.py``. The feedback
+``oracles_cascade.py`` and, for step 1, the loss oracle of ``oracles_loss.py``. The feedback
 names the classic mistakes: forcing in step 2, step 1's threshold in step 2, targets encoded against
 the wrong boxes, and step-1 boxes that were not detached."""
 import torch
@@ -13,7 +13,7 @@ from autograder.retinaface import cases_cascade as cases
 from autograder.retinaface import checks, mistakes, oracles
 from autograder.retinaface.cases_loss import loss_priors
 from autograder.retinaface.oracles_cascade import match_refined
-from autograder.retinaface.test_retinaface_loss import multibox_oracle
+from autograder.retinaface.oracles_loss import multibox_oracle
 from autograder.units import case_names
 from detector.retinaface.config import cfg_mnet
 
