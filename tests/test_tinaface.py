@@ -12,10 +12,10 @@ import torchvision
 from autograder.tinaface import oracles
 from detector.tinaface.config import ANCHOR_RATIO, FUSION_EPS, NUM_ANCHOR_SCALES, OCTAVE_BASE_SCALE, STRIDES
 from utils.detectors import load_code, load_detector, load_model
+from utils.detectors.tinaface import NOTEBOOKS  # (model notebook, boxes and losses notebook)
 from utils.inference import Detections
 from utils.training.optim import cosine_restart_factor
 
-NOTEBOOKS = ("1_model.ipynb", "2_anchors_losses.ipynb")
 FULL_ANCHORS_640 = 102_375
 # vedadet tinaface_r50_fpn_gn_dcn: parameters of the shared Inception, the FPN and the head (computed
 # from its config by hand, /work/shared/references/tinaface.md).
