@@ -275,6 +275,38 @@ def test_forbidden_watch_catches_every_route():
         importlib.reload(importlib.import_module("torchvision.ops.boxes"))
 
 
+def test_a_forbidden_call_is_charged_to_the_answer_cell_that_makes_it():
+    """postprocess calling the student's nms, which calls torchvision's, is nms's mistake (charged
+    once, there); a call routed through a cell whose unit does not forbid the op is still charged."""
+    import torch
+    import torchvision  # noqa: F401  (the cells below use it)
+
+    from autograder.retinaface.cases import NMS_OPS
+    from autograder.sandbox.forbidden import ForbiddenCalls
+
+    def cell(source: str, grade_id: str, namespace: dict) -> None:
+        exec(compile(textwrap.dedent(source), f"<4_matching_nms.ipynb cell 3: {grade_id}>", "exec"), namespace)
+
+    ns = {"torch": torch, "torchvision": torchvision}
+    cell("def nms(boxes, scores):\n    return torchvision.ops.nms(boxes, scores, 0.5)\n", "nms", ns)
+    cell("def encode(boxes, scores):\n    return torchvision.ops.nms(boxes, scores, 0.5)\n", "encode", ns)
+    cell("def postprocess(boxes, scores, via):\n    return via(boxes, scores)\n", "postprocess", ns)
+    boxes, scores = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8])
+    code = torchvision.ops.nms.__code__
+    for via, charged_elsewhere, expected in ((ns["nms"], {"nms": NMS_OPS}, []),
+                                             (ns["nms"], {}, ["torchvision.ops.nms"]),
+                                             (ns["encode"], {"nms": NMS_OPS, "encode": ()},
+                                              ["torchvision.ops.nms"])):
+        watch = ForbiddenCalls(NMS_OPS, charged_elsewhere)
+        try:
+            watch.install()  # once per forked unit in the worker: undone after each round here
+            with watch:
+                ns["postprocess"](boxes, scores, via)
+        finally:
+            torchvision.ops.nms.__code__ = code
+        assert [c.split(" ")[0] for c in watch.calls] == expected, (charged_elsewhere, watch.calls)
+
+
 def test_dispatcher_level_call_flood_and_killed_unit(tmp_path):
     """torch.ops.torchvision.nms through an alias of torch.ops; a gigabyte print (bounded in time)
     fills neither disk nor memory; a unit killed at its time limit leaves no scratch files."""

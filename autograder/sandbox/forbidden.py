@@ -44,15 +44,18 @@ def _resolve(dotted: str) -> Any:
     return None
 
 
-def _student_line() -> str:
-    """Where in the notebook the call came from (the innermost frame of a notebook cell)."""
+def _calling_cell() -> tuple[str | None, str]:
+    """(grade_id, " (line n in f: source)") of the innermost notebook frame the call came from;
+    (None, "") when none is on the stack. Notebook code is compiled as ``<nb cell k: grade_id>``."""
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<") and ".ipynb" in frame.f_code.co_filename:
-            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-            return f" (line {frame.f_lineno} in {frame.f_code.co_name}: {line})"
+        filename = frame.f_code.co_filename
+        if filename.startswith("<") and ".ipynb" in filename:
+            line = linecache.getline(filename, frame.f_lineno).strip()
+            grade_id = filename[:-1].rsplit(": ", 1)[-1] if ": " in filename else None
+            return grade_id, f" (line {frame.f_lineno} in {frame.f_code.co_name}: {line})"
         frame = frame.f_back
-    return ""
+    return None, ""
 
 
 class _Mode(TorchDispatchMode):
@@ -71,8 +74,11 @@ class ForbiddenCalls:
     """Install once per child with ``install()``; wrap each student call in ``with watcher:``;
     ``calls`` lists what was called (first call of each name, with the notebook line)."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], charged_elsewhere: dict[str, tuple[str, ...]] | None = None) -> None:
         self.names = names
+        # {answer cell of a unit this one calls: the names that unit forbids}: a call made from such
+        # a cell is that unit's mistake, charged there once (its own grading sees the same call).
+        self.charged_elsewhere = charged_elsewhere or {}
         self.ops: dict[str, str] = {}          # 'torchvision::nms' -> the name to report
         self.calls: list[str] = []
         self._active = False
@@ -80,9 +86,12 @@ class ForbiddenCalls:
         self._mode: _Mode | None = None
 
     def record(self, name: str) -> None:
-        """Note a call, unless it comes from inside another forbidden call being recorded."""
+        """Note a call, unless it comes from inside another forbidden call being recorded, or from
+        the answer cell of a called unit that forbids it too (charged to that unit instead)."""
         if self._active and self._depth == 0 and not any(c.split(" ")[0] == name for c in self.calls):
-            self.calls.append(name + _student_line())
+            cell, where = _calling_cell()
+            if name not in self.charged_elsewhere.get(cell, ()):
+                self.calls.append(name + where)
 
     def install(self) -> None:
         seen: set[int] = set()
@@ -107,7 +116,7 @@ class ForbiddenCalls:
             finally:
                 self._depth -= 1
         hooks = fn.__globals__.setdefault(HOOK_GLOBAL, {})
-        key = f"{fn.__module__}.{fn.__qualname__}"
+        key = f"{fn.__module__}.{fn.__qualname__}@{id(fn)}"  # a reload leaves two such functions in one module
         hooks[key] = hook
         free = ", ".join(fn.__code__.co_freevars)
         # Same free variables as the original, so the new code fits the function's closure.

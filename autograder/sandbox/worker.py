@@ -103,8 +103,10 @@ def _short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".strip() + where
 
 
-def _run_cases(unit, namespace, device, workdir: Path) -> dict:
-    """Run every case of ``unit`` (in the forked child); one record per case."""
+def _run_cases(unit, namespace, device, workdir: Path, charged_elsewhere: dict) -> dict:
+    """Run every case of ``unit`` (in the forked child); one record per case. ``charged_elsewhere``:
+    {answer cell of a unit ``unit`` calls: the ops that unit forbids} (a call made there is charged
+    to that unit, once, not again to every unit that calls it)."""
     import numpy as np
     import torch
 
@@ -113,7 +115,7 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
     from autograder.units import to_device
     from utils import guard
 
-    watch = ForbiddenCalls(unit.forbidden)
+    watch = ForbiddenCalls(unit.forbidden, charged_elsewhere)
     watch.install()
     records = {}
     for case in unit.cases:
@@ -153,7 +155,8 @@ def _run_cases(unit, namespace, device, workdir: Path) -> dict:
     return records
 
 
-def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int, memory_gb: float) -> None:
+def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int, memory_gb: float,
+           charged_elsewhere: dict) -> None:
     """Body of the forked child; never returns."""
     code = 1
     try:
@@ -167,7 +170,7 @@ def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int,
         import torch
 
         with tempfile.TemporaryDirectory(prefix="case-") as work:
-            records = _run_cases(unit, namespace, torch.device(device_name), Path(work))
+            records = _run_cases(unit, namespace, torch.device(device_name), Path(work), charged_elsewhere)
         tmp = result_path.with_suffix(".tmp")
         torch.save({"cases": records}, tmp)
         os.replace(tmp, result_path)
@@ -222,7 +225,8 @@ class _Worker:
         """Kill every process student code left running (and the unit's group ``group``)."""
         reaping.kill_descendants(self.confinement.pid_namespace, self.subreaper, group)
 
-    def run_unit(self, unit, namespace, device: str, result_path: Path, timeout: float) -> None:
+    def run_unit(self, unit, namespace, device: str, result_path: Path, timeout: float,
+                 charged_elsewhere: dict) -> None:
         result_path.unlink(missing_ok=True)
         result_path.with_suffix(".tmp").unlink(missing_ok=True)
         unit_dir = self.scratch / f"unit-{unit.grade_id}"  # the unit's temporary files, removed after it
@@ -234,7 +238,7 @@ class _Worker:
             os.close(read_fd)
             os.environ["TMPDIR"] = str(unit_dir)
             tempfile.tempdir = None
-            _child(unit, namespace, device, result_path, write_fd, self.memory_gb)
+            _child(unit, namespace, device, result_path, write_fd, self.memory_gb, charged_elsewhere)
         os.close(write_fd)
         self.protocol.send(event="started", unit=unit.grade_id, pid=pid)
         try:
@@ -303,6 +307,7 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
     import torch
 
     torch.set_num_threads(1)  # no OpenMP pool before fork(); small grading inputs need none
+    from autograder.explain import dependency_chain
     from autograder.units import homework_units
     from utils.notebook import RELEASE_ENV, SKIP_ENV, load_notebook
 
@@ -337,8 +342,10 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
         if command["cmd"] == "quit":
             break
         unit = units[command["unit"]]
+        charged_elsewhere = {dep: units[dep].forbidden for dep, _ in dependency_chain(units, unit.grade_id)
+                             if units[dep].forbidden}
         worker.run_unit(unit, modules[unit.notebook], args.device,
-                        args.results / f"{command['unit']}.pt", float(command["timeout"]))
+                        args.results / f"{command['unit']}.pt", float(command["timeout"]), charged_elsewhere)
 
 
 if __name__ == "__main__":
