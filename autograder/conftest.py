@@ -185,6 +185,7 @@ def _reports(config: pytest.Config) -> list[Report]:
         options = _options(config, hw)
         if folder is not None:
             engine.charge_once(report, folder, options)
+            engine.staff_review(report, folder, options)
             if options.reference_dir is None:
                 report.notes += unapplied_regrade_notes(report.regrades)
         report.seconds = round(time.monotonic() - state["clock"], 2)

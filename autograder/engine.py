@@ -21,6 +21,7 @@ from typing import Callable
 
 from autograder.grading import SandboxSubmission, graded_tests
 from autograder.results import CheckResult, Report, check_result, merge_regrade, order_checks, regrade_plan
+from autograder.review import review
 from autograder.sandbox.supervisor import DEFAULT_MEMORY_GB, DEFAULT_UNIT_TIMEOUT, REPO_ROOT, Sandbox
 from autograder.submissions import SubmissionError, stage
 from autograder.units import Unit, homework_units
@@ -144,6 +145,13 @@ def charge_once(report: Report, folder: Path, options: Options) -> None:
             merge_regrade(report, regrade, [c for c in checks if c.unit == regrade.unit])
 
 
+def staff_review(report: Report, folder: Path, options: Options) -> None:
+    """Where course staff grade (the solutions are on disk), list the answer cells that reach into
+    library or interpreter internals (``autograder.review``; never costs points)."""
+    if options.reference_dir is not None and Path(options.reference_dir).is_dir():
+        report.review = review(folder)
+
+
 def grade(hw: str, source: Path, options: Options) -> Report:
     """Grade the notebooks of homework ``hw`` found in ``source`` (with the release's given cells)."""
     started = time.monotonic()
@@ -152,6 +160,7 @@ def grade(hw: str, source: Path, options: Options) -> Report:
         checks, worker_notes = run_checks(hw, folder, options)
         report = Report(hw, order_checks(checks, test_order(hw)), notes + worker_notes)
         charge_once(report, folder, options)
+        staff_review(report, folder, options)
     report.seconds = round(time.monotonic() - started, 2)
     return report
 

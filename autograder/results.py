@@ -22,6 +22,7 @@ SKIPPED = "skipped"
 OK = "ok"
 FEEDBACK_WIDTH = 90          # the terminal table shows each feedback's first line up to this width
 CHARGE_ONCE = "a mistake is charged once"
+REVIEW_TEST = "review: answer cells reaching into library or interpreter internals (staff only, no points)"
 
 
 @dataclass
@@ -73,6 +74,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     regrades: list[Regrade] = field(default_factory=list)
+    # Answer cells that reach into library or interpreter internals (autograder.review), for a person
+    # to look at; None where no review ran (the student bundle). Never costs points.
+    review: list[str] | None = None
 
     def unit_scores(self) -> dict[str, tuple[float, float]]:
         """{unit: (score, max)} over the counted (not skipped) checks, in check order."""
@@ -94,7 +98,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"hw": self.hw, "checks": [asdict(c) for c in self.checks], "notes": self.notes,
-                "seconds": self.seconds, "regrades": [asdict(r) for r in self.regrades]}
+                "seconds": self.seconds, "regrades": [asdict(r) for r in self.regrades],
+                "review": self.review}
 
 
 def order_checks(checks: list[CheckResult], test_order: list[tuple[str, str]]) -> list[CheckResult]:
@@ -176,6 +181,10 @@ def gradescope_results(report: Report, extra_notes: tuple[str, ...] | list[str] 
               "output": c.feedback if c.kind == OK else f"{c.kind}: {c.feedback}",
               "visibility": "visible" if c.public else "after_due_date"}
              for c in report.checks if c.kind != SKIPPED]
+    if report.review is not None:
+        tests.append({"name": REVIEW_TEST, "score": 0.0, "max_score": 0.0,
+                      "status": "failed" if report.review else "passed",
+                      "output": "\n".join(report.review) or "nothing found", "visibility": "hidden"})
     public, public_max = report.public_total()
     hidden_max = sum(t["max_score"] for t in tests) - public_max
     lines = [f"Public checks: {public:g} / {public_max:g} points."]
@@ -210,6 +219,7 @@ def table_lines(reports: list[Report], notes: list[str] = ()) -> list[str]:
     """The terminal table of one or more homeworks' reports: notes, one row per check, the total."""
     checks = [c for r in reports for c in r.checks]
     lines = [f"note: {n}" for n in [*notes, *(n for r in reports for n in r.notes)]]
+    lines += [f"review (staff only, no points): {n}" for r in reports for n in (r.review or [])]
     unit_w = max([4] + [len(c.unit) for c in checks])
     title_w = min(48, max([5] + [len(c.title) for c in checks]))
     lines.append(f"{'unit':<{unit_w}}  {'check':<{title_w}}  {'points':>9}  feedback")

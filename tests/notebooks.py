@@ -69,10 +69,15 @@ def grade(submission: Path, results: Path, *extra: str, timeout: float = 300) ->
     return data, proc.stdout + proc.stderr, proc.returncode
 
 
+def graded_entries(results: dict) -> list[dict]:
+    """results.json's tests with points (not the staff-only review, ``visibility: hidden``)."""
+    return [t for t in results["tests"] if t["visibility"] != "hidden"]
+
+
 def scores_by_unit(results: dict) -> dict[str, tuple[float, float]]:
     """{unit: (score, max_score)} summed over that unit's checks."""
     out: dict[str, list[float]] = {}
-    for t in results["tests"]:
+    for t in graded_entries(results):
         unit = t["name"].split(":", 1)[0]
         s = out.setdefault(unit, [0.0, 0.0])
         s[0] += t["score"]

@@ -51,7 +51,7 @@ def graded_class(tmp_path_factory):
             zf.write(nb, f"dave-{HW}/{nb.name}")
     shutil.copytree(REPO_ROOT / "solutions" / HW, sub / "mallory" / HW)
     set_answer(sub / "mallory" / HW / "2_model.ipynb", "bbox_head", "import os\nos._exit(3)\n")
-    set_answer(sub / "mallory" / HW / "4_matching_nms.ipynb", "nms", "def nms(dets, thresh):\n    while True:\n        pass\n")
+    set_answer(sub / "mallory" / HW / "4_matching_nms.ipynb", "nms", "import gc\ndef nms(dets, thresh):\n    while True:\n        pass\n")
     (sub / "erin").mkdir()
     (sub / "erin" / "answers.txt").write_text("I wrote my answers here")
     out = root / "grades"
@@ -77,6 +77,7 @@ def test_gradebook_scores_every_student_in_isolation(graded_class):
     for unit in ("landmark_head", "intersect", "jaccard", "match", "focal_loss"):
         assert book["mallory"][unit] == book["alice"][unit], unit
     assert book["erin"]["status"] == "no notebooks" and float(book["erin"]["total"]) == 0
+    assert book["mallory"]["review"] == "1" and book["alice"]["review"] == "0"  # staff review, no points
 
 
 def test_each_student_gets_results_and_feedback(graded_class):
@@ -94,6 +95,8 @@ def test_summary_plots_and_written_answers(graded_class):
     _, out, _ = graded_class
     summary = (out / "summary.md").read_text()
     assert "| nms |" in summary and "no notebooks" in summary and "erin" in summary
+    assert "## Answer cells to review by hand" in summary
+    assert "- mallory: nms (4_matching_nms.ipynb, line 1): imports gc" in summary
     for plot in ("score_histogram.png", "unit_pass_rate.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     page = (out / "written" / "q_softmax_vs_sigmoid.html").read_text()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from autograder.units import homework_units
-from tests.notebooks import REPO_ROOT, scores_by_unit, set_answer
+from tests.notebooks import REPO_ROOT, graded_entries, scores_by_unit, set_answer
 from utils.deploy import gradescope, student
 from utils.deploy.bundle import PackagingError, solution_snippets
 
@@ -164,7 +164,9 @@ def test_gradescope_solutions_renamed_and_nested_get_full_marks(gradescope_root,
         shutil.copy2(nb, sub / f"{nb.stem} (1).ipynb")
     results = _run_autograder(gradescope_root, tmp_path / "sub")
     assert results["score"] == results["max_score"] > _public_max()
-    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_due_date"}
+    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_due_date", "hidden"}
+    [review] = [t for t in results["tests"] if t["visibility"] == "hidden"]  # staff only, no points
+    assert review["max_score"] == 0 and review["output"] == "nothing found", review
     assert f"Public checks: {_public_max():g} / {_public_max():g} points." in results["output"]
     assert "graded 'my work/2_model (1).ipynb' as 2_model.ipynb" in results["output"]
 
@@ -172,7 +174,7 @@ def test_gradescope_solutions_renamed_and_nested_get_full_marks(gradescope_root,
 def test_gradescope_stubs_get_zero(gradescope_root):
     results = _run_autograder(gradescope_root, REPO_ROOT / "assignments")
     assert results["score"] == 0 and results["max_score"] > _public_max()
-    assert all(t["status"] == "failed" for t in results["tests"])
+    assert all(t["status"] == "failed" for t in graded_entries(results))
 
 
 def test_gradescope_charges_a_broken_jaccard_once(gradescope_root, tmp_path):

@@ -27,9 +27,10 @@ def gradebook(path: Path, reports: dict[str, dict], units: list[str], written: l
         total = sum(s for s, _ in scores.values()) + sum(manual.get(student, {}).values())
         row["total"] = f"{total:g}"
         row["status"] = report.get("status", "graded")
+        row["review"] = str(len(report.get("review") or []))
         rows.append(row)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["student", *units, *written, "total", "status"])
+        writer = csv.DictWriter(f, ["student", *units, *written, "total", "status", "review"])
         writer.writeheader()
         writer.writerows(rows)
     return rows
@@ -70,6 +71,12 @@ def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[s
     lines += [f"| {u} | {rates[u]:.0%} |" for u in sorted(units, key=lambda u: rates[u])]
     for status, who in sorted(failed.items()):
         lines += ["", f"Not graded ({status}; scored 0, look at them by hand): " + ", ".join(who)]
+    flagged = {s: r["review"] for s, r in sorted(reports.items()) if r.get("review")}
+    if flagged:
+        lines += ["", "## Answer cells to review by hand", "",
+                  "They reach into library or interpreter internals (the grader's watch, frames, the "
+                  "garbage collector, private library functions). No points were taken for this.", ""]
+        lines += [f"- {student}: {item}" for student, items in flagged.items() for item in items]
     lines += ["", "![scores](score_histogram.png) ![units](unit_pass_rate.png)"]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
