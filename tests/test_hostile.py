@@ -136,8 +136,8 @@ def listener():
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory, listener):
-    """Writes, reads, a survivor and a connection at load time and in units; a 10 MB print; a
-    thread left running at load time;
+    """Writes, reads, a survivor and a connection at load time and in units; a 10 MB print; 1.5 GiB
+    written to the scratch folder; 6 GiB allocated at load time; a thread left running at load time;
     jaccard calling box_iou, nms calling an alias of torchvision.ops.nms imported at load time,
     focal loss calling sigmoid_focal_loss. Graded once with pytest autograder/."""
     tmp = tmp_path_factory.mktemp("attacked")
@@ -165,6 +165,22 @@ def attacked(tmp_path_factory, listener):
         print("x" * (10 * 2**20))
         import os as _os2
         _os2.write(2, b"y" * (10 * 2**20))
+        _chunk, _written = b"z" * (64 * 2**20), 0
+        try:  # 8 files of 192 MiB, each under the per-file cap: the scratch folder's total must stop it
+            for _k in range(8):
+                with open(f"flood{_k}.bin", "wb") as _f:
+                    for _ in range(3):
+                        _written += _f.write(_chunk)
+        except OSError:
+            pass
+        for _k in range(8):
+            if _os2.path.exists(f"flood{_k}.bin"):
+                _os2.remove(f"flood{_k}.bin")
+        if _written > 2**30:
+            raise RuntimeError(f"wrote {_written >> 20} MiB into the scratch folder")
+        """)
+    inject(sub / "retinaface/2_model.ipynb", "landmark_head", at_load="""
+        _hog = bytearray(6 * 2**30)  # over the 4 GiB cap while the notebook loads
         """)
     inject(sub / "retinaface/3_anchors.ipynb", "prior_box", at_load="""
         import threading, time
@@ -210,9 +226,23 @@ def test_kit_files_are_untouched_and_attacking_units_keep_their_points(attacked)
         # match calls jaccard: allowed there; these call an attacked unit or left a thread running:
         # postprocess calls nms, match_cascade (which forbids box_iou itself) calls jaccard, and
         # cascade_loss calls match_cascade
-        if unit not in FORBIDDEN_CALLS and unit not in ("prior_box", "postprocess", "match_cascade",
-                                                          "cascade_loss"):
+        if unit not in FORBIDDEN_CALLS and unit not in ("prior_box", "landmark_head"):
             assert score == max_score > 0, (unit, scores, attacked["output"][-3000:])
+
+
+def test_callers_of_a_unit_that_calls_the_library_op_are_not_charged_again(attacked):
+    """postprocess calls nms, match_cascade calls jaccard (both forbid the op too): the call is
+    charged once, to the cell that makes it."""
+    outputs = " ".join(t["output"] for t in attacked["results"]["tests"]
+                       if t["name"].split(":")[0] in ("postprocess", "match_cascade", "cascade_loss"))
+    assert "forbidden call" not in outputs, outputs
+
+
+def test_memory_is_capped_while_the_notebook_loads(attacked):
+    scores = scores_by_unit(attacked["results"])
+    assert scores["landmark_head"][0] == 0 < scores["landmark_head"][1]
+    outputs = " ".join(t["output"] for t in attacked["results"]["tests"] if t["name"].startswith("landmark_head:"))
+    assert "MemoryError" in outputs or "memory" in outputs, outputs
 
 
 def test_a_thread_left_running_at_load_time_skips_only_that_cell(attacked):

@@ -194,13 +194,16 @@ def python_paths() -> list[Path]:
     return sorted(found)
 
 
-def confine(writable: list[Path], readable: list[Path], hidden: list[Path]) -> Confinement:
+def confine(writable: list[Path], readable: list[Path], hidden: list[Path],
+            capped: dict[Path, int] | None = None) -> Confinement:
     """Confine this process (call it before importing anything big: it must be single-threaded).
 
     writable: folders student code may write (the scratch folder, the results folder), created by
         the caller. readable: folders it must read (the kit, the submission, the release; Python's
-        own are added). hidden: folders it must not read. Never raises: what cannot be done is
-        reported in the returned Confinement.
+        own are added). hidden: folders it must not read. capped: {writable folder: bytes}: such a
+        folder becomes a private file system of that size (its content is this process's alone; the
+        caller never reads it). Never raises: what cannot be done is reported in the returned
+        Confinement.
     """
     if not sys.platform.startswith("linux"):
         return Confinement("off", note=FILES_NOTE)
@@ -227,7 +230,13 @@ def confine(writable: list[Path], readable: list[Path], hidden: list[Path]) -> C
             _expose(libc, python_paths() + [p.resolve() for p in readable + writable])
         _hide(libc, [p.resolve() for p in hidden])
         for folder in writable:
-            _mount(libc, str(folder), str(folder), None, MS_BIND)
+            size = (capped or {}).get(folder)
+            if size:  # a total cap on what student code may write there, not only per file
+                owner = f",uid={worker_uid},gid={worker_uid}" if root else ""
+                _mount(libc, "tmpfs", str(folder), "tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={size},mode=700{owner}")
+            else:
+                _mount(libc, str(folder), str(folder), None, MS_BIND)
         _set_readonly(libc, "/", True, recursive=True)
         for folder in writable:
             _set_readonly(libc, str(folder), False, recursive=False)

@@ -39,6 +39,10 @@ START_TIMEOUT = 120.0        # importing torch and loading the notebooks' given 
 WORKER_MARGIN = 30.0         # extra wait beyond a unit's own limit before the worker is presumed lost
 LOG_TAIL_BYTES = 1 << 16     # of the worker's own output, only this much is kept
 MAX_RESULT_BYTES = 256 * 2**20
+# What the worker's environment keeps of the grader's (worker_environment).
+WORKER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "OMP_NUM_THREADS",
+              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+              "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "NVIDIA_VISIBLE_DEVICES")
 
 
 @dataclass
@@ -112,6 +116,15 @@ def hidden_paths(submission: Path, release: Path) -> list[Path]:
     return [p for p in hidden if p.is_dir()]
 
 
+def worker_environment() -> dict[str, str]:
+    """The environment the worker is given (not inherited): where programs and libraries are, the
+    locale, the thread and GPU settings that change results or speed; no secrets of the grader's
+    (tokens, paths of other submissions, credentials)."""
+    env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
+    env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", PYTHONNOUSERSITE="1")
+    return env
+
+
 def read_result(path: Path) -> dict | None:
     """A unit's result file as the worker wrote it, or None (missing, a link, not a file, too big)."""
     try:
@@ -171,7 +184,7 @@ class Sandbox:
                "--results", str(self.results)]
         for path in hidden_paths(self.submission, self.release):
             cmd += ["--hide", str(path)]
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        env = worker_environment()
         self._proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, env=env, start_new_session=True)
         self._reader = _LineReader(self._proc.stdout, self._proc.stderr)

@@ -42,6 +42,7 @@ POLL_SECONDS = 0.005
 MAX_OUTPUT_CHARS = 3000
 OUTPUT_CHUNK = 1 << 16
 MAX_FILE_BYTES = 256 * 2**20   # no file student code writes may grow past this (RLIMIT_FSIZE)
+SCRATCH_BYTES = 2**30          # all that student code may write in its scratch folder, files together
 
 
 class _Protocol:
@@ -155,6 +156,19 @@ def _run_cases(unit, namespace, device, workdir: Path, charged_elsewhere: dict) 
     return records
 
 
+def cap_memory(memory_gb: float, hard: bool = False) -> None:
+    """Let this process allocate at most ``memory_gb`` more than it holds now (address space, CPU
+    only: CUDA reserves huge virtual ranges). ``hard`` also lowers the hard limit to twice that, so
+    code running here can never lift the cap past it (the forked units set their own soft limit)."""
+    vsize = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    budget = int(memory_gb * 2**30)
+    current = resource.getrlimit(resource.RLIMIT_AS)[1]
+    ceiling = vsize + 2 * budget if hard else current
+    if current != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, current)
+    resource.setrlimit(resource.RLIMIT_AS, (min(vsize + budget, ceiling), ceiling))
+
+
 def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int, memory_gb: float,
            charged_elsewhere: dict) -> None:
     """Body of the forked child; never returns."""
@@ -163,10 +177,7 @@ def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int,
         os.setpgid(0, 0)
         _redirect_output(output_fd)
         if memory_gb > 0 and device_name == "cpu":
-            current = resource.getrlimit(resource.RLIMIT_AS)[1]
-            vsize = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            limit = vsize + int(memory_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, current))
+            cap_memory(memory_gb)
         import torch
 
         with tempfile.TemporaryDirectory(prefix="case-") as work:
@@ -290,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     repo = Path(__file__).resolve().parents[2]
     confinement = isolation.confine([args.scratch, args.results], [repo, args.submission, args.release],
-                                    args.hide)
+                                    args.hide, capped={args.scratch: SCRATCH_BYTES})
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails, not the process
     os.environ.update(TMPDIR=str(args.scratch), HOME=str(args.scratch))
@@ -307,6 +318,8 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
     import torch
 
     torch.set_num_threads(1)  # no OpenMP pool before fork(); small grading inputs need none
+    if args.device == "cpu" and args.memory_gb > 0:  # the answer cells' top-level code is capped too
+        cap_memory(args.memory_gb, hard=True)
     from autograder.explain import dependency_chain
     from autograder.units import homework_units
     from utils.notebook import RELEASE_ENV, SKIP_ENV, load_notebook
