@@ -8,7 +8,9 @@ loaded a reference, a result or student code; on request it forks a grading work
 never the one that forks a worker).
 
 Each worker is double-forked and re-parented to the process that owns the server (a Linux child
-subreaper), so ``ForkedSandbox`` can wait for and kill it like the child process ``Sandbox`` starts.
+subreaper), so ``ForkedSandbox`` can wait for and kill it like the child process ``Sandbox`` starts;
+it starts only once re-parented, since ``autograder.sandbox.isolation`` takes the parent it sees for the
+scoring process.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import types
 
 from autograder.sandbox import supervisor as sandbox_module
@@ -122,10 +125,11 @@ def _serve(sock: socket.socket) -> None:
             middle = os.fork()
             if middle == 0:  # forks the worker and exits, so the worker is re-parented
                 os.close(read_pid)
+                middle = os.getpid()
                 worker = os.fork()
                 if worker == 0:
                     os.close(write_pid)
-                    _become_worker(request, fds, sock)
+                    _become_worker(request, fds, sock, middle)
                 os.write(write_pid, str(worker).encode())
                 os._exit(0)
             os.close(write_pid)
@@ -139,11 +143,17 @@ def _serve(sock: socket.socket) -> None:
         os._exit(0)
 
 
-def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
+def _become_worker(request: dict, fds: list[int], sock: socket.socket, middle: int) -> None:
     """Turn this forked process into ``python -m autograder.sandbox.worker ARGV``; never returns."""
     code = 1
     try:
         sock.close()
+        # Go on only once re-parented to the scoring process, the parent a started command has from
+        # its first instruction: autograder.sandbox.isolation takes the parent it sees for the scoring process
+        # and kills the worker when that parent changes (seen with --jobs 2, as the middle process
+        # exited after the worker had looked).
+        while os.getppid() == middle:
+            time.sleep(POLL_SECONDS / 10)
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -166,6 +176,8 @@ def _become_worker(request: dict, fds: list[int], sock: socket.socket) -> None:
         code = 0
     except SystemExit as err:  # argparse and explicit exits, as the command would end
         code = err.code if isinstance(err.code, int) else 1
+    except BaseException:  # an uncaught error: its traceback in the worker's log, as the command's
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -11,10 +11,10 @@ with ``score_histogram.png`` and ``unit_pass_rate.png``, ``written/<question>.ht
 
 Speed and isolation: this process imports torch and the kit once and never loads a reference or
 student code. Each submission is graded in a process forked from it (``--jobs`` at a time, killed
-past ``--submission-timeout``); its grading workers start as ``python -m autograder.sandbox.worker`` (with
-``--fork-workers``, experimental, they are forked from a clean copy of this process instead,
-``autograder.sandbox.forkserver``, saving the interpreter and torch start-up, but such workers were seen to
-hang when graders ran in parallel). A rerun skips the students already graded unless ``--force``.
+past ``--submission-timeout``); its grading workers are forked from a clean copy of this process
+(``autograder.sandbox.forkserver``), saving the interpreter and torch start-up of
+``python -m autograder.sandbox.worker`` (``--no-fork-workers`` starts them that way instead). A rerun
+skips the students already graded unless ``--force``.
 """
 from __future__ import annotations
 
@@ -108,15 +108,14 @@ def _import_top_level(source: str) -> None:
 
 @dataclasses.dataclass
 class BatchOptions(Options):
-    fork_workers: bool = False   # workers forked from a preloaded server (autograder.sandbox.forkserver)
+    fork_workers: bool = True    # workers forked from a preloaded server (autograder.sandbox.forkserver)
 
 
 def grade_student(student: Student, hw: str, out: Path, options: BatchOptions) -> None:
     """Grade one student (in a forked process) and write their three files into ``out``."""
     from autograder.sandbox.forkserver import ForkedSandbox, ForkServer
 
-    # First, while this process holds nothing secret. Off by default: workers forked this way were
-    # seen to hang when two graders ran at once (--jobs 2) under the isolation of autograder.sandbox.isolation.
+    # First, while this process holds nothing secret.
     server = ForkServer() if options.fork_workers else None
     try:
         if server is not None:
@@ -267,9 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unit-memory-gb", type=float, default=Options.memory_gb)
     parser.add_argument("--submission-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--fork-workers", action="store_true",
-                        help="experimental: fork the grading workers from the preloaded process (faster; "
-                             "with --jobs > 1 such workers were seen to hang, charging units as crashed)")
+    parser.add_argument("--fork-workers", action=argparse.BooleanOptionalAction, default=True,
+                        help="fork the grading workers from a preloaded copy of this process (default; "
+                             "--no-fork-workers starts each as a new interpreter, seconds slower)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of usage errors")
     args = parser.parse_args(argv)
     try:
