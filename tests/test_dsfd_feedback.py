@@ -101,3 +101,19 @@ def test_only_the_wrong_units_and_their_callers_lose_points(graded):
         if unit not in wrong:
             assert score == max_score > 0, (unit, scores)
     assert scores["dsfd"][0] < scores["dsfd"][1]
+
+
+def test_a_loss_detached_from_the_predictions_scores_zero(tmp_path):
+    """The right values with no gradient train nothing: the check compares the gradients too."""
+    sub = copy_homework(tmp_path / "sub", hw="dsfd")
+    detached = (solution_source(TRAINING_NB, "progressive_anchor_loss")
+                + "\n\n_WithGradient = ProgressiveAnchorLoss\n\n\n"
+                  "class ProgressiveAnchorLoss(_WithGradient):\n"
+                  "    def forward(self, *args, **kwargs):\n"
+                  "        return {k: v.detach() for k, v in super().forward(*args, **kwargs).items()}\n")
+    set_answer(sub / "dsfd" / TRAINING_NB, "progressive_anchor_loss", detached)
+    results, output, _ = grade(sub, tmp_path / "results.json", "--hw", "dsfd", "-k", "progressive_anchor_loss")
+    scores = scores_by_unit(results)
+    assert scores["progressive_anchor_loss"][0] == 0 < scores["progressive_anchor_loss"][1], output[-2000:]
+    outputs = " ".join(t["output"] for t in results["tests"] if t["name"].startswith("progressive_anchor_loss"))
+    assert "gradient of the loss with respect to the first shot's loc is zero" in outputs, outputs

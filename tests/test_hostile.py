@@ -410,3 +410,52 @@ def test_result_files_are_read_without_following_links(tmp_path):
     assert read_result(tmp_path / "link.pt") is None
     assert read_result(tmp_path / "junk.pt") is None
     assert read_result(tmp_path / "missing.pt") is None
+
+
+def _call_at_solution_start(notebook: Path, grade_id: str, code: str) -> None:
+    """Put ``code`` at the start of the answer's first solution block, at the block's indentation."""
+    def edit(cells):
+        cell = next(c for c in cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+        source = "".join(cell["source"])
+        start = source.index("### BEGIN SOLUTION")
+        indent = source[source.rfind("\n", 0, start) + 1:start]
+        end = source.index("\n", start) + 1
+        cell["source"] = source[:end] + textwrap.indent(textwrap.dedent(code), indent) + source[end:]
+    edit_cells(notebook, edit)
+
+
+# hw -> [(notebook, unit, a call of the library op the exercise asks for, the name the feedback gives)]
+SHORTCUTS = {
+    "rfcn": [("1_anchors_boxes.ipynb", "nms_vectorised",
+              "import torchvision\ntorchvision.ops.boxes._box_inter_union(boxes[:1, :4], boxes[:1, :4])\n",
+              "torchvision.ops.boxes._box_inter_union"),
+             ("3_targets_losses.ipynb", "smooth_l1", "import torch\ntorch._C._nn.smooth_l1_loss(x, x, 1, 1.0)\n",
+              "torch.ops.aten.smooth_l1_loss")],
+    "tinaface": [("2_anchors_losses.ipynb", "diou_loss",
+                  "import torchvision\ntorchvision.ops.box_iou(pred, target).diagonal()\n", "torchvision.ops.box_iou"),
+                 ("2_anchors_losses.ipynb", "iou_aware_loss",
+                  "import torchvision\ntorchvision.ops.box_iou(pred_boxes, gt_boxes)\n", "torchvision.ops.box_iou")],
+    "dsfd": [("1_model.ipynb", "l2norm", "import torch.nn.functional as _F\n_F.normalize(torch.ones(2, 3), dim=1)\n",
+              "torch.nn.functional.normalize"),
+             ("2_efficientnet_scaling.ipynb", "compound_scaling",
+              "import torchvision\ntorchvision.models.efficientnet._make_divisible(30, 8)\n",
+              "torchvision.models.efficientnet._make_divisible")],
+}
+
+
+@pytest.mark.parametrize("hw", sorted(SHORTCUTS))
+def test_library_shortcuts_of_the_extension_homeworks_score_zero(hw, tmp_path):
+    """Each call costs its own unit only (charge once: the units calling it keep their points)."""
+    sub = copy_homework(tmp_path / "sub", hw)
+    for notebook, unit, code, _ in SHORTCUTS[hw]:
+        _call_at_solution_start(sub / hw / notebook, unit, code)
+    results, output, _ = grade(sub, tmp_path / "results.json", "--hw", hw, "--unit-timeout", "60")
+    scores = scores_by_unit(results)
+    charged = {unit for _, unit, _, _ in SHORTCUTS[hw]}
+    for _, unit, _, name in SHORTCUTS[hw]:
+        outputs = [t["output"] for t in results["tests"] if t["name"].startswith(unit + ":")]
+        assert scores[unit][0] == 0 < scores[unit][1], (unit, scores)
+        assert any("forbidden call" in o and name in o for o in outputs), (unit, outputs)
+    for unit, (score, max_score) in scores.items():
+        if unit not in charged:
+            assert score == max_score > 0, (unit, scores, output[-2000:])

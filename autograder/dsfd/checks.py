@@ -245,6 +245,7 @@ def check_compensation(submission, names):
 
 
 # -- the loss ----------------------------------------------------------------------------------------
+GRADIENT_NAMES = ("the first shot's loc", "the first shot's conf", "the second shot's loc", "the second shot's conf")
 OWN_POSITIVES_HINT = ("each shot must be divided by its OWN number of positives: the first shot's small "
                       "anchors match a different number of anchors than the second shot's")
 
@@ -271,6 +272,12 @@ def check_loss(submission, names):
         ref = submission.reference("progressive_anchor_loss", name)
         for k in cases.LOSS_PARTS:
             expect_close(got[k].detach().reshape(()).float(), ref[k].reshape(()).float(), name, k)
+        for what, g, want in zip(GRADIENT_NAMES, got.get("gradients", ()), ref["gradients"]):
+            if g.abs().max() == 0 < want.abs().max():
+                raise fail(name, f"the gradient of the loss with respect to {what} is zero: the loss is detached "
+                                 f"from the predictions (.item(), .detach(), a new tensor built from numbers), so "
+                                 f"it would train nothing")
+            expect_close(g, want, name, f"the gradient with respect to {what}")
 
 
 # -- data-anchor-sampling ----------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def _run_rfcn(ns, x, device):
 PS_ROI_POOL_OPS = ("torchvision.ops.ps_roi_pool", "torchvision.ops.PSRoIPool", "torch.ops.torchvision.ps_roi_pool")
 NMS_OPS = ("torchvision.ops.nms", "torchvision.ops.batched_nms", "torchvision.ops.boxes.nms",
            "torchvision.ops.boxes.batched_nms", "torch.ops.torchvision.nms", "torchvision.ops.box_iou",
-           "torchvision.ops.boxes.box_iou")
+           "torchvision.ops.boxes.box_iou", "torchvision.ops.boxes._box_inter_union")
 
 UNITS = (
     Unit("generate_anchors", ANCHORS_NB, lambda ns, x, dev: ns.generate_anchors(**x), ANCHOR_CASES,

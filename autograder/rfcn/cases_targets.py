@@ -179,7 +179,8 @@ def units(nms_ops: tuple[str, ...]) -> tuple[Unit, ...]:
         Unit("anchor_target_layer", TARGETS_NB, _run_anchor_targets, ANCHOR_CASES, depends=("bbox_transform",)),
         Unit("proposal_target_layer", TARGETS_NB, _run_roi_targets, ROI_CASES, depends=("bbox_transform",)),
         Unit("smooth_l1", TARGETS_NB, lambda ns, x, dev: ns.smooth_l1(x["x"], x["sigma"]), SMOOTH_CASES,
-             forbidden=("torch.nn.functional.smooth_l1_loss", "torch.nn.functional.huber_loss")),
+             forbidden=("torch.nn.functional.smooth_l1_loss", "torch.nn.functional.huber_loss",
+                        "torch.ops.aten.smooth_l1_loss", "torch.ops.aten.huber_loss")),  # torch._C._nn too
         Unit("rfcn_loss", TARGETS_NB, _run_loss, LOSS_CASES, depends=("smooth_l1",)),
         Unit("ohem_select", TARGETS_NB, lambda ns, x, dev: ns.ohem_select(
             x["cls_logits"], x["box_deltas"], x["roi_labels"], x["roi_targets"], x["rois"], x["batch_size"]),

@@ -206,6 +206,9 @@ LR_CASES = (
                              min_lr_ratio=0.1), public=False),
 )
 
+# The library's IoU (the box losses ask for it to be computed): box_iou(...).diagonal() is the paired IoU.
+BOX_IOU_OPS = ("torchvision.ops.box_iou", "torchvision.ops.boxes.box_iou", "torchvision.ops.boxes._box_inter_union")
+
 # Every unit here is checked against an oracle only: no reference outputs are stored.
 UNITS = tuple(Unit(u.grade_id, u.notebook, u.call, oracle_checked(u.cases), u.depends, u.same_device, u.forbidden)
               for u in (
@@ -219,8 +222,9 @@ UNITS = tuple(Unit(u.grade_id, u.notebook, u.call, oracle_checked(u.cases), u.de
          forbidden=("torchvision.ops.distance_box_iou_loss", "torchvision.ops.complete_box_iou_loss",
                     "torchvision.ops.generalized_box_iou_loss", "torchvision.ops.distance_box_iou",
                     "torchvision.ops.complete_box_iou", "torchvision.ops.diou_loss.distance_box_iou_loss",
-                    "torchvision.ops.ciou_loss.complete_box_iou_loss")),
-    Unit("iou_aware_loss", BOXES_NB, call_iou_aware, IOU_AWARE_CASES),
+                    "torchvision.ops.ciou_loss.complete_box_iou_loss", "torchvision.ops.diou_loss._diou_iou_loss",
+                    "torchvision.ops.boxes._box_diou_iou", *BOX_IOU_OPS)),
+    Unit("iou_aware_loss", BOXES_NB, call_iou_aware, IOU_AWARE_CASES, forbidden=BOX_IOU_OPS),
     Unit("tinaface_scores", BOXES_NB, call_scores, SCORE_CASES),
     Unit("warmup_cosine_lr", BOXES_NB, call_lr, LR_CASES, same_device=False),
 ))

@@ -258,7 +258,7 @@ DEFORM_FORBIDDEN = ("torchvision.ops.deform_conv2d", "torchvision.ops.deform_con
 
 UNITS = (
     Unit("deform_sampling", MODEL_NB, call_sampling, oracle_checked(SAMPLING_CASES), forbidden=DEFORM_FORBIDDEN),
-    Unit("deform_conv", MODEL_NB, call_deform_conv, oracle_checked(DEFORM_CONV_CASES)),
+    Unit("deform_conv", MODEL_NB, call_deform_conv, oracle_checked(DEFORM_CONV_CASES)),  # wraps torchvision's op on purpose
     Unit("group_norm_resnet", MODEL_NB, call_resnet, RESNET_CASES, depends=("deform_conv",)),
     Unit("fpn6", MODEL_NB, call_fpn, FPN_CASES),
     Unit("inception", MODEL_NB, call_inception, INCEPTION_CASES),
