@@ -130,3 +130,10 @@ def test_graded_test_modules_declare_their_own_homework(hw):
                     if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "HW" for t in node.targets)
                     and isinstance(node.value, ast.Constant)]
         assert declared in ([hw], []), f"{path.relative_to(REPO_ROOT)}: HW = {declared}"
+
+
+def test_the_readme_names_every_forbidden_library_op():
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [f"{hw}/{gid}: {name}" for hw in HOMEWORKS for gid, unit in homework_units(hw).items()
+               for name in unit.forbidden if f"| {hw} | `{gid}` |" not in readme or f"`{name}`" not in readme]
+    assert not missing, "README's table of forbidden ops is out of date:\n" + "\n".join(missing)
