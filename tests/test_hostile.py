@@ -29,6 +29,11 @@ MARKER = "facekit-hostile-survivor"
 REFERENCES = REPO_ROOT / "autograder" / "references" / "retinaface.pt"
 KIT_FILES = (REFERENCES, REPO_ROOT / "autograder" / "retinaface" / "test_retinaface.py",
              REPO_ROOT / "solutions" / "retinaface" / "4_matching_nms.ipynb")
+# Readable on the machine, never in the worker's view (an allowlist: it sees only what it is given).
+PLANTED = (REPO_ROOT / "outputs" / "hostile-probe" / "answers.txt", Path("/tmp/facekit-hostile-probe/answers.txt"))
+OUTSIDE_THE_VIEW = (*PLANTED, REPO_ROOT / "autograder" / "staff" / "batch.py",
+                    REPO_ROOT / "autograder" / "dsfd" / "oracles.py", REPO_ROOT / "README.md",
+                    REPO_ROOT / "tests" / "classroom.py", REPO_ROOT / ".git" / "HEAD")
 UNIT_TIMEOUT = "20"
 
 
@@ -88,7 +93,7 @@ def _hostile_writes():
     return done
 def _hostile_reads():
     done = []
-    for path in [{str(REFERENCES)!r}, {str(KIT_FILES[2])!r}]:
+    for path in [{str(REFERENCES)!r}, {str(KIT_FILES[2])!r}, *{[str(p) for p in OUTSIDE_THE_VIEW]!r}]:
         try:
             with open(path, "rb") as f:
                 f.read(16)
@@ -142,6 +147,10 @@ def attacked(tmp_path_factory, listener):
     focal loss calling sigmoid_focal_loss. Graded once with pytest autograder/."""
     tmp = tmp_path_factory.mktemp("attacked")
     results_path = tmp / "results.json"
+    for path in PLANTED:  # another copy of the answers elsewhere on the machine, world-readable
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the model answers")
+        path.chmod(0o644)
     sub = copy_homework(tmp / "sub")
     before = _digests()
     nb = sub / MATCHING
@@ -206,6 +215,8 @@ def attacked(tmp_path_factory, listener):
         written = results_path.read_text() if results_path.exists() else ""
         time.sleep(2)  # a survivor would overwrite results.json now
     finally:
+        for path in PLANTED:
+            shutil.rmtree(path.parent, ignore_errors=True)
         survivors = _survivors()
         for pid in survivors:  # never leave one behind, even when the test fails
             os.kill(pid, 9)

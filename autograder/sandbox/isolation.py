@@ -42,6 +42,18 @@ AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 0o2000000, 4
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442   # same on x86_64 and aarch64
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155 if os.uname().machine == "x86_64" else 41   # aarch64: 41
+# What the worker's view holds besides Python, the kit's student-facing code, the submission, the
+# release and its own folders: the system's programs and libraries (no user data lives there), the
+# few files of /etc that the dynamic loader and the C library read, and harmless devices.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
+             "/etc/group", "/etc/nsswitch.conf", "/etc/fonts", "/etc/alternatives", "/etc/matplotlibrc")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+GPU_DEVICE_PREFIX = "/dev/nvidia"   # CUDA's device nodes (and then /sys, which CUDA reads)
+VIEW_NOTE = "the worker's view could not be limited to what it needs ({err}); it sees the machine " \
+            "read-only, less the hidden folders"
 CAPABILITY_VERSION_3 = 0x20080522
 
 
@@ -55,6 +67,7 @@ class Confinement:
     files: bool = False
     network: bool = False
     pid_namespace: bool = False
+    view: bool = False        # it sees only what it was given (a new root), not the machine less a list
     uid: int | None = None
     note: str = ""
 
@@ -154,6 +167,57 @@ def _hide(libc, paths: list[Path]) -> None:
             _mount(libc, "tmpfs", str(path), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555")
 
 
+def _place(libc, source: Path, root: Path) -> None:
+    """Make ``source`` appear at the same path under ``root``: a symlink is copied as a symlink, a
+    folder or file is bind-mounted (with everything mounted below it)."""
+    target = root / source.relative_to("/")
+    if target.exists() or target.is_symlink():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_symlink():
+        target.symlink_to(os.readlink(source))
+        return
+    if source.is_dir():
+        target.mkdir()
+    else:
+        target.touch()
+    _mount(libc, str(source), str(target), None, MS_BIND | MS_REC)
+
+
+def _enter_view(libc, paths: list[Path], writable: list[Path], base: Path) -> None:
+    """Make a new root holding only ``paths`` (and what Python and the C library need) and move
+    into it (pivot_root): nothing else of the machine exists for this process any more."""
+    root = base / "view"
+    root.mkdir(exist_ok=True)
+    _mount(libc, "tmpfs", str(root), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    system = [Path(p) for p in (*SYSTEM_PATHS, *ETC_FILES, *DEVICES) if os.path.lexists(p)]
+    gpu = sorted(Path("/dev").glob(Path(GPU_DEVICE_PREFIX).name + "*"))
+    for path in sorted(set(system + gpu + ([Path("/sys")] if gpu else []) + paths + writable), key=str):
+        if os.path.lexists(path):
+            _place(libc, path, root)
+    (root / "proc").mkdir(exist_ok=True)
+    _mount(libc, "proc", str(root / "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in ("tmp", "dev/shm"):  # empty and private: TMPDIR points at the scratch folder anyway
+        if not (root / name).exists():  # (a placed folder may live under /tmp: keep it visible)
+            (root / name).mkdir(parents=True)
+            _mount(libc, "tmpfs", str(root / name), "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    old = root / "old-root"
+    old.mkdir()
+    _check(libc.syscall(SYS_PIVOT_ROOT, str(root).encode(), str(old).encode()), "pivot_root")
+    os.chdir("/")
+    _check(libc.umount2(b"/old-root", MNT_DETACH), "umount old root")
+    os.rmdir("/old-root")
+
+
+def kit_view(repo: Path, hw: str) -> list[Path]:
+    """The kit's files a grading worker of ``hw`` reads: the given packages, the grading core, the
+    sandbox and the homework's own grading; never the solutions, the references, ``staff/``, other
+    homeworks, the outputs or the git store."""
+    grading = repo / "autograder"
+    return [repo / name for name in ("detector", "data", "utils")] + sorted(grading.glob("*.py")) + \
+        [grading / "sandbox", grading / hw]
+
+
 def _drop_privileges(libc, uid: int | None) -> None:
     if uid is not None:
         os.setgroups([])
@@ -187,23 +251,30 @@ def _uid_only(libc, writable: list[Path], readable: list[Path], hidden: list[Pat
     return Confinement("uid", files=True, uid=uid, note=NETWORK_NOTE)
 
 
-def python_paths() -> list[Path]:
-    """Where this interpreter and its packages live (the worker must keep importing from them)."""
+def python_paths(outside: Path | None = None) -> list[Path]:
+    """Where this interpreter and its packages live (the worker must keep importing from them).
+    ``outside``: leave out this folder and its ancestors (the kit's root, which ``sys.path`` names
+    but whose student-facing parts come in one by one)."""
     found = {Path(p).resolve() for p in (sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix)}
     found |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
+    if outside is not None:
+        outside = outside.resolve()
+        found = {p for p in found if p != outside and p not in outside.parents}
     return sorted(found)
 
 
 def confine(writable: list[Path], readable: list[Path], hidden: list[Path],
-            capped: dict[Path, int] | None = None) -> Confinement:
+            capped: dict[Path, int] | None = None, view: bool = False, outside: Path | None = None) -> Confinement:
     """Confine this process (call it before importing anything big: it must be single-threaded).
 
     writable: folders student code may write (the scratch folder, the results folder), created by
         the caller. readable: folders it must read (the kit, the submission, the release; Python's
         own are added). hidden: folders it must not read. capped: {writable folder: bytes}: such a
         folder becomes a private file system of that size (its content is this process's alone; the
-        caller never reads it). Never raises: what cannot be done is reported in the returned
-        Confinement.
+        caller never reads it). view: the process sees only ``readable``, ``writable``, Python and
+        the system's libraries (an allowlist: a new root), not the machine less ``hidden``;
+        ``outside``: a folder ``sys.path`` names that must not come in whole (the kit's root).
+        Never raises: what cannot be done is reported in the returned Confinement.
     """
     if not sys.platform.startswith("linux"):
         return Confinement("off", note=FILES_NOTE)
@@ -227,8 +298,17 @@ def confine(writable: list[Path], readable: list[Path], hidden: list[Path],
         if root:
             for folder in writable:
                 os.chown(folder, worker_uid, worker_uid)
-            _expose(libc, python_paths() + [p.resolve() for p in readable + writable])
-        _hide(libc, [p.resolve() for p in hidden])
+        allowed = python_paths(outside) + [p.resolve() for p in readable]
+        entered = False
+        if view:
+            try:
+                _enter_view(libc, allowed, [p.resolve() for p in writable], writable[0].resolve().parent)
+                entered = True
+            except OSError as err:
+                done.note = VIEW_NOTE.format(err=err)
+        if root and not entered:
+            _expose(libc, allowed + [p.resolve() for p in writable])
+        _hide(libc, [p.resolve() for p in hidden if p.resolve().exists()])
         for folder in writable:
             size = (capped or {}).get(folder)
             if size:  # a total cap on what student code may write there, not only per file
@@ -241,6 +321,7 @@ def confine(writable: list[Path], readable: list[Path], hidden: list[Path],
         for folder in writable:
             _set_readonly(libc, str(folder), False, recursive=False)
         done.files = True
+        done.view = entered
     except OSError as err:
         done.note = f"file isolation is off ({err}); grade official submissions where it works"
     _drop_privileges(libc, worker_uid if done.files else None)

@@ -8,8 +8,10 @@ forever, exits the process, patches torch or exhausts memory loses only its own 
 unit starts from the same untouched state. Nothing here compares results: the scoring process
 reads the outputs with ``torch.load(weights_only=True)``.
 
-Before any student code runs the worker confines itself (``autograder.sandbox.isolation``: read-only kit,
-hidden references, no network, its own PID namespace, an unprivileged uid when started as root);
+Before any student code runs the worker confines itself (``autograder.sandbox.isolation``: a view of
+the machine holding only Python, the system's libraries, the kit's student-facing code, its
+submission and its own folders, read-only; no network; its own PID namespace; an unprivileged uid
+when started as root);
 after the notebooks load and after every unit it kills every process student code left
 (``autograder.sandbox.reaping``). While a unit runs, calls to the library ops its exercise asks for are
 watched (``autograder.sandbox.forbidden``).
@@ -300,8 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     repo = Path(__file__).resolve().parents[2]
-    confinement = isolation.confine([args.scratch, args.results], [repo, args.submission, args.release],
-                                    args.hide, capped={args.scratch: SCRATCH_BYTES})
+    confinement = isolation.confine([args.scratch, args.results],
+                                    [*isolation.kit_view(repo, args.hw), args.submission, args.release],
+                                    args.hide, capped={args.scratch: SCRATCH_BYTES}, view=True, outside=repo)
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails, not the process
     os.environ.update(TMPDIR=str(args.scratch), HOME=str(args.scratch))
@@ -347,7 +350,7 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
                           "detail": "the released notebook has no such answer cell"}
     confinement = worker.confinement
     protocol.send(event="ready", loads=loads, problems=problems, isolation={
-        "mode": confinement.mode, "files": confinement.files, "network": confinement.network,
+        "mode": confinement.mode, "files": confinement.files, "view": confinement.view, "network": confinement.network,
         "pid_namespace": confinement.pid_namespace, "uid": confinement.uid, "note": confinement.note})
 
     for line in sys.stdin:
