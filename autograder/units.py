@@ -77,6 +77,18 @@ class Unit:
                            f"cases are {list(self.case_index)}") from None
 
 
+class ScoringSide:
+    """A module imported on first use. Case builders use a homework's oracles (e.g. the reference
+    anchors of a loss case); only the scoring side builds inputs, so the grading worker, which
+    receives them built, never imports an oracle, and its view of the kit holds none."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self._module), name)
+
+
 def case_names(cases: tuple[Case, ...], public: bool = True) -> list[str]:
     """The names of the public (or, with ``public=False``, the hidden) cases among ``cases``."""
     return [c.name for c in cases if c.public == public]

@@ -32,6 +32,8 @@ KIT_FILES = (REFERENCES, REPO_ROOT / "autograder" / "retinaface" / "test_retinaf
 # Readable on the machine, never in the worker's view (an allowlist: it sees only what it is given).
 PLANTED = (REPO_ROOT / "outputs" / "hostile-probe" / "answers.txt", Path("/tmp/facekit-hostile-probe/answers.txt"))
 OUTSIDE_THE_VIEW = (*PLANTED, REPO_ROOT / "autograder" / "staff" / "batch.py",
+                    *(REPO_ROOT / "autograder" / "retinaface" / name for name in
+                      ("oracles.py", "mistakes.py", "checks.py", "test_retinaface.py")),
                     REPO_ROOT / "autograder" / "dsfd" / "oracles.py", REPO_ROOT / "README.md",
                     REPO_ROOT / "tests" / "classroom.py", REPO_ROOT / ".git" / "HEAD")
 UNIT_TIMEOUT = "20"
@@ -101,6 +103,18 @@ def _hostile_reads():
         except OSError:
             pass
     return done
+def _hostile_imports():
+    """The kit's own reference implementations, imported from an answer cell."""
+    import importlib
+    done = []
+    for name in ("autograder.retinaface.oracles", "autograder.retinaface.mistakes", "autograder.retinaface.checks",
+                 "autograder.retinaface.oracles_loss", "autograder.staff.batch", "autograder.dsfd.oracles"):
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except ImportError:
+            pass
+    return done
 def _hostile_survivor(results):
     """Double fork + setsid: a daemon that keeps trying to overwrite results.json."""
     code = ("import time  # {MARKER}\\n"
@@ -162,8 +176,8 @@ def attacked(tmp_path_factory, listener):
             raise RuntimeError("wrote kit files")
         """)
     inject(nb, "decode", in_body="""
-        if _hostile_reads():
-            raise RuntimeError("read the references or the solutions")
+        if _hostile_reads() or _hostile_imports():
+            raise RuntimeError(f"read or imported answers: {_hostile_reads() + _hostile_imports()}")
         """)
     inject(nb, "decode_landm", in_body=f"""
         if _hostile_connect({listener}):

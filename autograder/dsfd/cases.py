@@ -2,6 +2,7 @@
 deterministic inputs it runs on, in notebook order. Checks and points are in ``test_dsfd*.py``."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def _run_efficientnet_sources(ns, x, device):
 
 
 def _taps_inputs(backbone: str, width: float) -> dict:
-    return {"features": lambda: efficientnet_features(backbone, width), "strides": SOURCE_STRIDES,
+    return {"features": functools.partial(efficientnet_features, backbone, width), "strides": SOURCE_STRIDES,
             "image_size": 128, "backbone": backbone}
 
 

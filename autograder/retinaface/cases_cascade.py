@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from autograder.retinaface import oracles
 from autograder.retinaface.cases_loss import loss_inputs, loss_priors
 from autograder.retinaface.inputs import random_faces_px
-from autograder.units import Case, Unit
+from autograder.units import Case, ScoringSide, Unit
 from detector.retinaface.config import cfg_mnet, get_config
+
+oracles = ScoringSide("autograder.retinaface.oracles")  # builds inputs; never imported by the worker
 
 CASCADE_NB = "7_cascade_regression.ipynb"
 CASCADE_THRESH = 0.5          # step 2's IoU threshold (step 1: cfg['overlap_thresh'] = 0.35)
@@ -98,7 +99,7 @@ def _grads(loss, inputs):
 def _call_cascade_loss(ns, x, dev):
     """(loss_l, loss_c, loss_landm, loss_l2, the gradients of step 1's total w.r.t. loc, conf and
     landm, the gradients of loss_l2 w.r.t. loc (step 1's offsets) and loc2)."""
-    priors = loss_priors(x["image_size"]).to(dev)
+    priors = x["priors"]
     loc, conf, landm, loc2 = (p.detach().clone().requires_grad_(True) for p in x["predictions"])
     out = ns.CascadeMultiBoxLoss(cfg_mnet, cascade_thresh=x["cascade_thresh"])(
         (loc, conf, landm, loc2), priors, x["targets"])

@@ -209,13 +209,19 @@ def _enter_view(libc, paths: list[Path], writable: list[Path], base: Path) -> No
     os.rmdir("/old-root")
 
 
+# A homework's grading modules the worker imports: what its units are and how they are called. Not
+# its oracles, mistake models, checks or graded tests (the scoring side builds the inputs with them).
+WORKER_MODULES = ("__init__.py", "cases*.py", "inputs.py", "library_ops.py")
+
+
 def kit_view(repo: Path, hw: str) -> list[Path]:
     """The kit's files a grading worker of ``hw`` reads: the given packages, the grading core, the
-    sandbox and the homework's own grading; never the solutions, the references, ``staff/``, other
-    homeworks, the outputs or the git store."""
+    sandbox and the homework's ``WORKER_MODULES``; never the solutions, the references, ``staff/``,
+    the homework's oracles, checks or tests, other homeworks, the outputs or the git store."""
     grading = repo / "autograder"
+    own = sorted({p for pattern in WORKER_MODULES for p in (grading / hw).glob(pattern)})
     return [repo / name for name in ("detector", "data", "utils")] + sorted(grading.glob("*.py")) + \
-        [grading / "sandbox", grading / hw]
+        [grading / "sandbox", *own]
 
 
 def _drop_privileges(libc, uid: int | None) -> None:

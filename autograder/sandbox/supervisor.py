@@ -13,9 +13,11 @@ without following links, and keeps only the tail of the worker's own output.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from autograder.sandbox.transfer import unwrap
@@ -39,6 +42,7 @@ START_TIMEOUT = 120.0        # importing torch and loading the notebooks' given 
 WORKER_MARGIN = 30.0         # extra wait beyond a unit's own limit before the worker is presumed lost
 LOG_TAIL_BYTES = 1 << 16     # of the worker's own output, only this much is kept
 MAX_RESULT_BYTES = 256 * 2**20
+CASE_SEED = 0                # the global generators' seed while a case's inputs are built
 # What the worker's environment keeps of the grader's (worker_environment).
 WORKER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "OMP_NUM_THREADS",
               "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
@@ -116,6 +120,21 @@ def hidden_paths(submission: Path, release: Path) -> list[Path]:
     return [p for p in hidden if p.is_dir()]
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Python's, numpy's and torch's global generators seeded for a block, then as they were."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def worker_environment() -> dict[str, str]:
     """The environment the worker is given (not inherited): where programs and libraries are, the
     locale, the thread and GPU settings that change results or speed; no secrets of the grader's
@@ -160,6 +179,8 @@ class Sandbox:
         self.workdir = Path(self._tmp.name)
         self.workdir.chmod(0o711)  # the worker's uid may enter, not list
         self.scratch, self.results = self.workdir / "scratch", self.workdir / "results"
+        self.inputs = self.workdir / "inputs"  # built here, read by the worker (never written by it)
+        self.inputs.mkdir(mode=0o755)
         self.isolation: dict = {}
         self.skip: set[str] = set()
         self.loads: dict[str, dict] = {}
@@ -180,7 +201,7 @@ class Sandbox:
         cmd = [sys.executable, "-m", "autograder.sandbox.worker", "--hw", self.hw,
                "--submission", str(self.submission), "--release", str(self.release),
                "--device", self.device, "--skip", ",".join(sorted(self.skip)),
-               "--memory-gb", str(self.memory_gb), "--scratch", str(self.scratch),
+               "--memory-gb", str(self.memory_gb), "--scratch", str(self.scratch), "--inputs", str(self.inputs),
                "--results", str(self.results)]
         for path in hidden_paths(self.submission, self.release):
             cmd += ["--hide", str(path)]
@@ -269,6 +290,29 @@ class Sandbox:
         self._tmp.cleanup()
 
     # -- units -----------------------------------------------------------------------------
+    def _write_inputs(self, grade_id: str) -> None:
+        """Build the unit's case inputs here and leave them, read-only, where the worker reads them
+        (``inputs/<unit>/case<k>.pt``; files a case writes go next to it): the worker never runs a
+        case builder, so it never imports an oracle. Built once per submission."""
+        folder = self.inputs / grade_id
+        if folder.is_dir():
+            return
+        from autograder.units import homework_units
+
+        folder.mkdir(mode=0o755)
+        for k, case in enumerate(homework_units(self.hw)[grade_id].cases):
+            case_dir = folder / f"case{k}"
+            case_dir.mkdir(mode=0o755)
+            with seeded(CASE_SEED):
+                try:
+                    payload = {"inputs": case.make_inputs(case_dir)}
+                except Exception as err:  # the kit's own case builder: never blame the student
+                    payload = {"error": f"the grader could not build this case (a kit bug, not your code): "
+                                        f"{type(err).__name__}: {err}"}
+            torch.save(payload, folder / f"case{k}.pt")
+        for path in folder.rglob("*"):  # readable by the worker's own uid
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
     def run(self, grade_id: str) -> UnitRun:
         """The unit's outputs on all its cases (run once, then cached)."""
         if grade_id not in self.runs:
@@ -287,6 +331,7 @@ class Sandbox:
         if load["status"] != "ok":
             return UnitRun(grade_id, load, "load_failed", load.get("detail", ""))
         result_path = self.results / f"{grade_id}.pt"
+        self._write_inputs(grade_id)
         started = time.monotonic()
         command = {"cmd": "run", "unit": grade_id, "timeout": self.unit_timeout}
         try:

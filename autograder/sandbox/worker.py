@@ -106,8 +106,9 @@ def _short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".strip() + where
 
 
-def _run_cases(unit, namespace, device, workdir: Path, charged_elsewhere: dict) -> dict:
-    """Run every case of ``unit`` (in the forked child); one record per case. ``charged_elsewhere``:
+def _run_cases(unit, namespace, device, inputs_dir: Path, charged_elsewhere: dict) -> dict:
+    """Run every case of ``unit`` (in the forked child) on the inputs the scoring side built
+    (``inputs_dir/<unit>/case<k>.pt``); one record per case. ``charged_elsewhere``:
     {answer cell of a unit ``unit`` calls: the ops that unit forbids} (a call made there is charged
     to that unit, once, not again to every unit that calls it)."""
     import numpy as np
@@ -121,19 +122,19 @@ def _run_cases(unit, namespace, device, workdir: Path, charged_elsewhere: dict) 
     watch = ForbiddenCalls(unit.forbidden, charged_elsewhere)
     watch.install()
     records = {}
-    for case in unit.cases:
+    for k, case in enumerate(unit.cases):
+        try:  # written by the scoring side (trusted), in a folder this process cannot write
+            payload = torch.load(inputs_dir / unit.grade_id / f"case{k}.pt", weights_only=False)
+        except Exception as err:
+            payload = {"error": f"the grader could not read this case (a kit bug, not your code): "
+                                f"{type(err).__name__}: {err}"}
+        if "error" in payload:
+            records[case.name] = {"ok": False, "kind": "error", "message": payload["error"]}
+            continue
+        inputs = to_device(payload["inputs"], device)
         torch.manual_seed(CASE_SEED)
         np.random.seed(CASE_SEED)
         random.seed(CASE_SEED)
-        case_dir = workdir / f"case{len(records)}"
-        case_dir.mkdir()
-        try:
-            inputs = to_device(case.make_inputs(case_dir), device)
-        except Exception as err:  # the kit's own case builder: never blame the student
-            records[case.name] = {"ok": False, "kind": "error",
-                                  "message": f"the grader could not build this case (a kit bug, not "
-                                             f"your code): {type(err).__name__}: {err}"}
-            continue
         before = guard.snapshot()
         watch.calls.clear()
         try:
@@ -172,7 +173,7 @@ def cap_memory(memory_gb: float, hard: bool = False) -> None:
 
 
 def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int, memory_gb: float,
-           charged_elsewhere: dict) -> None:
+           charged_elsewhere: dict, inputs_dir: Path) -> None:
     """Body of the forked child; never returns."""
     code = 1
     try:
@@ -182,8 +183,7 @@ def _child(unit, namespace, device_name: str, result_path: Path, output_fd: int,
             cap_memory(memory_gb)
         import torch
 
-        with tempfile.TemporaryDirectory(prefix="case-") as work:
-            records = _run_cases(unit, namespace, torch.device(device_name), Path(work), charged_elsewhere)
+        records = _run_cases(unit, namespace, torch.device(device_name), inputs_dir, charged_elsewhere)
         tmp = result_path.with_suffix(".tmp")
         torch.save({"cases": records}, tmp)
         os.replace(tmp, result_path)
@@ -239,7 +239,7 @@ class _Worker:
         reaping.kill_descendants(self.confinement.pid_namespace, self.subreaper, group)
 
     def run_unit(self, unit, namespace, device: str, result_path: Path, timeout: float,
-                 charged_elsewhere: dict) -> None:
+                 charged_elsewhere: dict, inputs_dir: Path) -> None:
         result_path.unlink(missing_ok=True)
         result_path.with_suffix(".tmp").unlink(missing_ok=True)
         unit_dir = self.scratch / f"unit-{unit.grade_id}"  # the unit's temporary files, removed after it
@@ -251,7 +251,7 @@ class _Worker:
             os.close(read_fd)
             os.environ["TMPDIR"] = str(unit_dir)
             tempfile.tempdir = None
-            _child(unit, namespace, device, result_path, write_fd, self.memory_gb, charged_elsewhere)
+            _child(unit, namespace, device, result_path, write_fd, self.memory_gb, charged_elsewhere, inputs_dir)
         os.close(write_fd)
         self.protocol.send(event="started", unit=unit.grade_id, pid=pid)
         try:
@@ -290,10 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", default="", help="comma-separated grade_ids not to load")
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--scratch", required=True, type=Path, help="the only folder student code may write")
+    parser.add_argument("--inputs", required=True, type=Path, help="the cases' inputs, built by the scoring side")
     parser.add_argument("--results", required=True, type=Path, help="folder of the units' result files")
     parser.add_argument("--hide", action="append", default=[], type=Path, help="a folder it may not read")
     args = parser.parse_args(argv)
-    for name in ("submission", "release", "scratch", "results"):  # it will work from its scratch folder
+    for name in ("submission", "release", "scratch", "results", "inputs"):  # it will work from its scratch folder
         setattr(args, name, getattr(args, name).resolve())
 
     protocol = _Protocol()
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     repo = Path(__file__).resolve().parents[2]
     confinement = isolation.confine([args.scratch, args.results],
-                                    [*isolation.kit_view(repo, args.hw), args.submission, args.release],
+                                    [*isolation.kit_view(repo, args.hw), args.submission, args.release, args.inputs],
                                     args.hide, capped={args.scratch: SCRATCH_BYTES}, view=True, outside=repo)
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails, not the process
@@ -361,7 +362,8 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
         charged_elsewhere = {dep: units[dep].forbidden for dep, _ in dependency_chain(units, unit.grade_id)
                              if units[dep].forbidden}
         worker.run_unit(unit, modules[unit.notebook], args.device,
-                        args.results / f"{command['unit']}.pt", float(command["timeout"]), charged_elsewhere)
+                        args.results / f"{command['unit']}.pt", float(command["timeout"]), charged_elsewhere,
+                        args.inputs)
 
 
 if __name__ == "__main__":
