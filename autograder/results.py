@@ -149,8 +149,10 @@ def merge_regrade(report: Report, regrade: Regrade, new: list[CheckResult]) -> N
     if not regrade.applied:
         return
     note = regrade_note(regrade.dependencies)
-    for c in new:  # no text of the regrade is shown: it ran next to the reference's answer cells
-        c.feedback = note if c.kind == OK else f"{c.kind} ({note})"
+    own = {(c.unit, c.title): c.feedback for c in report.checks if c.unit == regrade.unit and c.kind != OK}
+    for c in new:  # no text of the regrade is shown (it ran next to the reference's answer cells):
+        mine = own.get((c.unit, c.title), "")  # a check that still fails keeps its own run's text
+        c.feedback = note if c.kind == OK else f"{mine or c.kind} ({note})"
     first = next(k for k, c in enumerate(report.checks) if c.unit == regrade.unit)
     rest = [c for c in report.checks if c.unit != regrade.unit]
     report.checks = rest[:first] + new + rest[first:]

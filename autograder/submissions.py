@@ -69,11 +69,13 @@ def released_notebooks(release: Path) -> dict[str, set[str]]:
 
 
 def match_notebooks(candidates: list[Path], release: dict[str, set[str]]) -> dict[str, Path]:
-    """{released name: submitted notebook}: most shared grade_ids first, then the same name, then
-    the most recently modified file. A candidate is used for one released notebook at most."""
+    """{released name: submitted notebook}: most shared grade_ids first (counting only those no
+    other released notebook has: two notebooks may share a given cell's id), then the same name,
+    then the most recently modified file. A candidate is used for one released notebook at most."""
     ids = {c: grade_ids(c) for c in candidates}
     chosen: dict[str, Path] = {}
-    for name, wanted in release.items():
+    for name, all_ids in release.items():
+        wanted = all_ids - set().union(set(), *(other for n, other in release.items() if n != name))
         ranked = []
         for c in candidates:
             if c in chosen.values():

@@ -159,3 +159,18 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, case):
     with pytest.raises(SystemExit):
         batch.main(args + ["--debug"])
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_staging_matches_by_the_ids_only_one_released_notebook_has(tmp_path):
+    """An unreadable 2_model.ipynb is still 2_model: 7_cascade_regression shares a given cell's id
+    with it, which must not make it the better match (it was staged as 2_model and 'not submitted')."""
+    from autograder.submissions import stage
+
+    sub = tmp_path / "sub"
+    shutil.copytree(REPO_ROOT / "solutions" / HW, sub)
+    (sub / "2_model.ipynb").write_text('{"cells": [')
+    (sub / "1_data.ipynb").rename(sub / "1_data (1).ipynb")
+    staged = stage(sub, REPO_ROOT / "assignments" / HW, tmp_path / "staged")
+    assert staged.chosen == {p.name: p.name for p in (REPO_ROOT / "assignments" / HW).glob("*.ipynb")
+                             if p.name != "1_data.ipynb"} | {"1_data.ipynb": "1_data (1).ipynb"}
+    assert staged.notes == ["graded '1_data (1).ipynb' as 1_data.ipynb"]

@@ -309,7 +309,6 @@ def test_forbidden_watch_catches_every_route():
 
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]])
     scores = torch.tensor([0.9, 0.8, 0.7])
-    code = torchvision.ops.nms.__code__
     watch = ForbiddenCalls(NMS_OPS)
     try:
         watch.install()
@@ -326,7 +325,7 @@ def test_forbidden_watch_catches_every_route():
                 assert torch.equal(call(), expected)
             assert [c.split(" ")[0] for c in watch.calls] == [name.strip()], (name, watch.calls)
     finally:
-        torchvision.ops.nms.__code__ = code
+        watch.uninstall()
         importlib.reload(importlib.import_module("torchvision.ops.boxes"))
 
 
@@ -347,7 +346,6 @@ def test_a_forbidden_call_is_charged_to_the_answer_cell_that_makes_it():
     cell("def encode(boxes, scores):\n    return torchvision.ops.nms(boxes, scores, 0.5)\n", "encode", ns)
     cell("def postprocess(boxes, scores, via):\n    return via(boxes, scores)\n", "postprocess", ns)
     boxes, scores = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8])
-    code = torchvision.ops.nms.__code__
     for via, charged_elsewhere, expected in ((ns["nms"], {"nms": NMS_OPS}, []),
                                              (ns["nms"], {}, ["torchvision.ops.nms"]),
                                              (ns["encode"], {"nms": NMS_OPS, "encode": ()},
@@ -358,7 +356,7 @@ def test_a_forbidden_call_is_charged_to_the_answer_cell_that_makes_it():
             with watch:
                 ns["postprocess"](boxes, scores, via)
         finally:
-            torchvision.ops.nms.__code__ = code
+            watch.uninstall()
         assert [c.split(" ")[0] for c in watch.calls] == expected, (charged_elsewhere, watch.calls)
 
 
@@ -484,3 +482,27 @@ def test_library_shortcuts_of_the_extension_homeworks_score_zero(hw, tmp_path):
     for unit, (score, max_score) in scores.items():
         if unit not in charged:
             assert score == max_score > 0, (unit, scores, output[-2000:])
+
+
+def test_the_watch_leaves_the_library_as_it_found_it():
+    """Installed twice in one process it never wraps a wrapper (which would recurse); uninstalled,
+    every function has its own code again."""
+    import torch
+    import torchvision
+
+    from autograder.retinaface.cases import NMS_OPS
+    from autograder.sandbox.forbidden import ForbiddenCalls
+
+    functions = [torchvision.ops.nms, torchvision.ops.boxes.nms, torchvision.ops.batched_nms]
+    codes = [f.__code__ for f in functions]
+    first, second = ForbiddenCalls(NMS_OPS), ForbiddenCalls(NMS_OPS)
+    try:
+        first.install()
+        second.install()
+        assert second._wrapped == []
+        boxes, scores = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8])
+        assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0]
+    finally:
+        second.uninstall()
+        first.uninstall()
+    assert [f.__code__ for f in functions] == codes

@@ -45,12 +45,14 @@ def test_the_plan_names_failing_dependencies_through_failing_units():
 
 def test_a_regrade_keeps_the_better_score_and_shows_none_of_its_text():
     report = Report("hw", [_check("iou", 0), _check("match", 0, title="a"), _check("match", 0, title="b")])
+    report.checks[2].feedback = "kept scores not in descending order"  # the student's own run
     better = [_check("match", 2, title="a"), CheckResult("match", "b", 2.0, 0.0, fb.ERROR,
                                                        "def iou(a, b): <the model answer>", True, 0.1)]
     merge_regrade(report, Regrade("match", ("iou",)), better)
     assert report.unit_scores()["match"] == (2.0, 4.0)
     texts = [c.feedback for c in report.checks if c.unit == "match"]
     assert all("graded with the reference iou" in t and "model answer" not in t for t in texts), texts
+    assert texts[1].startswith("kept scores not in descending order (graded with")  # still failing: own text
     assert report.regrades[0].applied and any("charged once" in n for n in report.notes)
     worse = Report("hw", [_check("match", 1)])
     merge_regrade(worse, Regrade("match", ("iou",)), [_check("match", 0)])

@@ -81,6 +81,7 @@ class ForbiddenCalls:
         self.charged_elsewhere = charged_elsewhere or {}
         self.ops: dict[str, str] = {}          # 'torchvision::nms' -> the name to report
         self.calls: list[str] = []
+        self._wrapped: list[tuple[types.FunctionType, types.CodeType]] = []   # (function, its own code)
         self._active = False
         self._depth = 0
         self._mode: _Mode | None = None
@@ -99,9 +100,17 @@ class ForbiddenCalls:
             obj = _resolve(name)
             if isinstance(obj, torch._ops.OpOverloadPacket):
                 self.ops.setdefault(obj._qualified_op_name, name)
-            elif isinstance(obj, types.FunctionType) and id(obj) not in seen:
+            elif isinstance(obj, types.FunctionType) and id(obj) not in seen \
+                    and not obj.__code__.co_filename.startswith("<forbidden "):  # never wrapped twice
                 seen.add(id(obj))
                 self._wrap(obj, name)
+
+    def uninstall(self) -> None:
+        """Give every wrapped function its own code back (the worker's child never needs this: its
+        changes die with it; in-process tests do)."""
+        for fn, code in reversed(self._wrapped):
+            fn.__code__ = code
+        self._wrapped.clear()
 
     def _wrap(self, fn: types.FunctionType, name: str) -> None:
         original = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
@@ -128,6 +137,7 @@ class ForbiddenCalls:
         scope: dict = {}
         exec(compile(source, f"<forbidden {name}>", "exec"), scope)
         inner = next(c for c in scope["_outer"].__code__.co_consts if isinstance(c, types.CodeType))
+        self._wrapped.append((fn, fn.__code__))
         fn.__code__ = inner
 
     def __enter__(self) -> "ForbiddenCalls":
