@@ -121,3 +121,14 @@ def test_narrow_resnet_with_a_64_channel_stem_is_named():
                             lambda s: checks.check_module(s, "group_norm_resnet", [lite_case], "names"),
                             needs=("deform_sampling", "deform_conv"))
     assert "conv1 still has 64 output channels" in message
+
+
+def test_assignment_without_forcing_is_named_by_a_public_check():
+    """Without the forced best anchor a face that shares its best anchor keeps nothing of it: the
+    public case where two faces share one anchor tells the two rules apart (it once scored 62 / 62)."""
+    unforced = [("        if gt_best[g] >= min_pos_iou:\n            assigned[overlaps[g] == gt_best[g]] = g\n",
+                 "        pass\n")]
+    message = _live_failure("max_iou_assign", BOXES_NB, unforced,
+                            lambda s: checks.check_assign(s, "forcing: two faces share their best anchor, "
+                                                             "the later face takes it"))
+    assert "no forcing" in message, message

@@ -45,6 +45,14 @@ def forced_inputs():
     return {"anchors": anchors, "gt_boxes": gt}
 
 
+def shared_best_anchor_inputs():
+    """Two faces whose best anchor is the same one (IoU 1 for the first, 0.54 for the second): forcing
+    gives it to the later face, and the first face loses its only anchor (which TinaFace accepts)."""
+    anchors = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]], dtype=torch.float32)
+    gt = torch.tensor([[0, 0, 10, 10], [3, 0, 13, 10]], dtype=torch.float32)
+    return {"anchors": anchors, "gt_boxes": gt}
+
+
 def call_assign(ns, x, dev):
     return torch.as_tensor(ns.max_iou_assign(x["anchors"], x["gt_boxes"]))
 
@@ -54,6 +62,7 @@ ASSIGN_CASES = (
     Case("no faces: every anchor is background", lambda d: {"anchors": assign_inputs(50, 1, 82)["anchors"],
                                                              "gt_boxes": torch.zeros(0, 4)}),
     Case("forcing: ties all forced, the later face wins", lambda d: forced_inputs()),
+    Case("forcing: two faces share their best anchor, the later face takes it", lambda d: shared_best_anchor_inputs()),
     Case("small faces the threshold misses (forcing keeps them)", lambda d: assign_inputs(400, 6, 83, 12.0)),
     Case("12 faces, 1000 anchors (hidden)", lambda d: assign_inputs(1000, 12, 84), public=False),
 )
