@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from autograder.check import Checker
 from tests.notebooks import REPO_ROOT, copy_homework, edit_cells, grade, set_answer
@@ -189,3 +190,46 @@ def test_check_cell_does_not_blame_a_passing_dependency():
                       "    return inter / (area(a)[:, None] + area(b)[None, :] - inter)\n")
     assert "add one pixel" in out
     assert "calls your intersect" not in out
+
+
+# -- mistakes named from properties of the answer, so variants nobody injected are named too ---------
+def _iou_variant(a, b, extra_inter=0.0, extra_a=0.0, extra_b=0.0):
+    w = (torch.min(a[:, None, 2], b[None, :, 2]) - torch.max(a[:, None, 0], b[None, :, 0]) + extra_inter).clamp(min=0)
+    h = (torch.min(a[:, None, 3], b[None, :, 3]) - torch.max(a[:, None, 1], b[None, :, 1]) + extra_inter).clamp(min=0)
+    inter = w * h
+    area_a = ((a[:, 2] - a[:, 0] + extra_a) * (a[:, 3] - a[:, 1] + extra_a))[:, None]
+    area_b = ((b[:, 2] - b[:, 0] + extra_b) * (b[:, 3] - b[:, 1] + extra_b))[None, :]
+    return inter / (area_a + area_b - inter)
+
+
+@pytest.mark.parametrize("extra", [dict(extra_a=1.0), dict(extra_b=1.0), dict(extra_a=1.0, extra_b=1.0),
+                                   dict(extra_inter=1.0), dict(extra_inter=1.0, extra_a=1.0)])
+def test_plus_one_in_only_some_terms_of_jaccard_is_named(extra):
+    from autograder.retinaface import cases, mistakes
+
+    x = cases._special_pair(None)
+    got = _iou_variant(x["box_a"], x["box_b"], **extra)
+    hint = mistakes.iou_property_hint(got, x["box_a"], x["box_b"])
+    assert hint is not None and ("with itself" in hint or "above 1" in hint), (extra, hint)
+    assert mistakes.iou_property_hint(_iou_variant(x["box_a"], x["box_b"]), x["box_a"], x["box_b"]) is None
+
+
+def test_nms_order_and_ties_are_named_from_the_kept_boxes():
+    import torchvision
+
+    from autograder.retinaface import mistakes
+
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(30, 2, generator=g) * 50
+    dets = torch.cat([xy, xy + 10 + torch.rand(30, 2, generator=g) * 10, torch.rand(30, 1, generator=g)], 1)
+    right = torchvision.ops.nms(dets[:, :4], dets[:, 4], 0.3)
+    ascending = right.flip(0)
+    by_index = right.sort().values
+    assert "they ascend" in mistakes.nms_property_hint(ascending, dets, 0.3, right)
+    assert "not in descending score order" in mistakes.nms_property_hint(by_index, dets, 0.3, right)
+    assert mistakes.nms_property_hint(right, dets, 0.3, right) is None
+    # two boxes at IoU exactly 0.5 (10 x 10 boxes overlapping by two thirds of a width... 100 / 200)
+    tie = torch.tensor([[0.0, 0.0, 10.0, 10.0, 0.9], [0.0, 0.0, 10.0, 5.0, 0.8], [30, 30, 40, 40, 0.7]])
+    keep = torchvision.ops.nms(tie[:, :4], tie[:, 4], 0.5)
+    assert keep.tolist() == [0, 1, 2]
+    assert mistakes.nms_property_hint(torch.tensor([0, 2]), tie, 0.5, keep) == mistakes.SUPPRESS_EQUAL_HINT

@@ -51,6 +51,30 @@ def ious(a: torch.Tensor, b: torch.Tensor, plus_one_inter: bool, plus_one_area: 
     return inter / (wa * ha)[:, None].add((wb * hb)[None, :]).sub(inter)
 
 
+SELF_IOU_HINT = ("the IoU of a box with itself is {value:.6g} here, not 1: the intersection and the two "
+                 "areas must measure a box the same way (a '+1' in only some of them, or a side "
+                 "computed differently, gives this)")
+ABOVE_ONE_HINT = ("an IoU of {value:.6g} is above 1: the union is smaller than the intersection (the "
+                  "areas and the intersection are measured differently, e.g. '+1' in the intersection only)")
+
+
+def iou_property_hint(got, a: torch.Tensor, b: torch.Tensor) -> str | None:
+    """jaccard's mistakes named from what the answer is: a box with itself not at IoU 1, an IoU above 1."""
+    if not isinstance(got, torch.Tensor) or got.shape != (len(a), len(b)) or got.numel() == 0:
+        return None
+    got = got.detach().cpu().double()
+    if bool((got > 1 + 1e-6).any()):
+        return ABOVE_ONE_HINT.format(value=float(got.max()))
+    same = (a[:, None, :].double() == b[None, :, :].double()).all(dim=2)
+    areas = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    same &= (areas > 0)[:, None]
+    if bool(same.any()):
+        values = got[same]
+        if bool(((values - 1).abs() > 1e-4).any()):
+            return SELF_IOU_HINT.format(value=float(values[(values - 1).abs().argmax()]))
+    return None
+
+
 def pairwise_mistakes(unit: str, a: torch.Tensor, b: torch.Tensor) -> list:
     """intersect / jaccard with "+1" pixel sides, as (wrong answer in a's dtype, hint)."""
     if unit == "intersect":
@@ -77,18 +101,48 @@ def greedy_nms(dets: torch.Tensor, thresh: float, sort: bool = True, suppress_eq
     return torch.tensor(keep, dtype=torch.long)
 
 
+SUPPRESS_EQUAL_HINT = ("a box with IoU exactly equal to thresh was suppressed: suppress only IoU > thresh "
+                       "(as torchvision.ops.nms does; thresh 0 keeps disjoint boxes)")
 NMS_MISTAKES = (
     ({"sort": False}, "the boxes were not sorted by score first: greedy NMS visits the highest score "
                       "first (argsort descending, stable), so a weak box never suppresses a stronger one"),
-    ({"suppress_equal": True}, "a box with IoU exactly equal to thresh was suppressed: suppress only "
-                               "IoU > thresh (as torchvision.ops.nms does; thresh 0 keeps disjoint boxes)"),
+    ({"suppress_equal": True}, SUPPRESS_EQUAL_HINT),
     ({"plus_one": True}, PLUS_ONE_HINT),
 )
+
+
+NOT_DESCENDING_HINT = ("the kept boxes are not in descending score order ({how}): greedy NMS visits the "
+                       "boxes by score, highest first (argsort descending, stable), and returns the kept "
+                       "indices in that order")
+
+
+def nms_property_hint(got, dets: torch.Tensor, thresh: float, right: torch.Tensor) -> str | None:
+    """A mistake named from what the answer is, whatever code gave it: kept scores that are not
+    descending (an ascending sort, no sort); a dropped box whose IoU with a kept one equals thresh."""
+    if not isinstance(got, torch.Tensor) or got.dim() != 1 or got.dtype.is_floating_point or got.numel() == 0:
+        return None
+    got = got.cpu().long()
+    if got.min() < 0 or got.max() >= len(dets):
+        return None
+    scores = dets[got, 4].double()
+    if len(scores) > 1 and bool((scores[1:] > scores[:-1]).any()):
+        how = "they ascend" if bool((scores[1:] >= scores[:-1]).all()) else "they are in no order"
+        return NOT_DESCENDING_HINT.format(how=how)
+    dropped = sorted(set(right.tolist()) - set(got.tolist()))
+    if dropped:
+        iou = ious(dets[:, :4].double(), dets[:, :4].double(), False, False)
+        for j in dropped:
+            if any(abs(float(iou[i, j]) - thresh) < 1e-9 and dets[i, 4] >= dets[j, 4] for i in got.tolist()):
+                return SUPPRESS_EQUAL_HINT
+    return None
 
 
 def nms_hint(got, dets: torch.Tensor, thresh: float, right: torch.Tensor) -> str | None:
     if not isinstance(got, torch.Tensor) or len(dets) == 0:
         return None
+    named = nms_property_hint(got, dets, thresh, right)
+    if named is not None:
+        return named
     for flags, hint in NMS_MISTAKES:
         wrong = greedy_nms(dets, thresh, **flags)
         if not torch.equal(wrong, right) and got.shape == wrong.shape and torch.equal(got.cpu().long(), wrong):

@@ -103,6 +103,8 @@ def _expect_pairwise(submission, unit, name, want):
     except GradingFailure as err:
         x = submission.inputs(unit, name)
         hint = mistakes.diagnose(got, mistakes.pairwise_mistakes(unit, x["box_a"], x["box_b"]))
+        if hint is None and unit == "jaccard":
+            hint = mistakes.iou_property_hint(got, x["box_a"], x["box_b"])
         if hint is None:
             raise
         raise GradingFailure(f"{err} — {hint}", err.kind) from None
