@@ -4,7 +4,6 @@ different units; a third check runs a notebook check cell in-process.
 """
 import contextlib
 import io
-import json
 
 import pytest
 import torch
