@@ -173,8 +173,10 @@ class SandboxSubmission(Submission):
         result = run.cases[case]
         if not result.ok and result.kind == "not_implemented":
             frames = _LAST_FRAME.findall(result.message)
-            raise fb.GradingFailure(not_implemented_text(self.units, unit, frames[-1] if frames else None,
-                                                         self._stubs(unit)), fb.NOT_IMPLEMENTED)
+            raised_in, stubs = frames[-1] if frames else None, self._stubs(unit)
+            culprit = (raised_in,) if raised_in in stubs and raised_in != unit else ()  # a called unit's stub
+            raise fb.GradingFailure(not_implemented_text(self.units, unit, raised_in, stubs),
+                                    fb.NOT_IMPLEMENTED, culprit)
         if not result.ok:
             raise fb.GradingFailure(self.notebooks.annotate(unit, f"case '{case}': {result.message}{note}"),
                                     _CASE_KINDS[result.kind], named)

@@ -35,15 +35,18 @@ class CheckResult:
     feedback: str
     public: bool
     seconds: float
+    blamed: tuple[str, ...] = ()   # units it calls that the failure names as failing (not in results.json)
 
 
 def check_result(info, error: BaseException | None, seconds: float) -> CheckResult:
     """The record of one graded check (``info``: its ``autograder.grading.Graded``) that raised
     ``error`` (None: it passed). The only place an outcome becomes a kind and a score."""
+    blamed: tuple[str, ...] = ()
     if error is None:
         kind, message = OK, ""
     elif isinstance(error, fb.GradingFailure):
         kind, message = error.kind, str(error)
+        blamed = error.dependencies
     elif isinstance(error, pytest.skip.Exception):
         kind, message = SKIPPED, str(error)
     elif isinstance(error, pytest.fail.Exception):  # pytest.fail() in a check: a failed check
@@ -53,7 +56,7 @@ def check_result(info, error: BaseException | None, seconds: float) -> CheckResu
         message = f"the check could not handle the result: {type(error).__name__}: {error}"
     score = info.points if kind == OK else 0.0
     return CheckResult(info.unit, info.title, info.points, score, kind, message, info.public,
-                       round(seconds, 3))
+                       round(seconds, 3), tuple(blamed))
 
 
 @dataclass
@@ -122,13 +125,24 @@ def failing_dependencies(unit: str, units: dict[str, Unit], failing: set[str]) -
     return tuple(sorted(found))
 
 
+def _own_fault_only(checks: list[CheckResult]) -> bool:
+    """Every failing check says the unit's own cell is absent or still a stub: a reference
+    dependency cannot give it points."""
+    failed = [c for c in checks if c.kind not in (OK, SKIPPED)]
+    return bool(failed) and all(c.kind == fb.MISSING or (c.kind == fb.NOT_IMPLEMENTED and not c.blamed)
+                                for c in failed)
+
+
 def regrade_plan(report: Report, units: dict[str, Unit]) -> list[Regrade]:
-    """Every unit of ``report`` that lost points while a unit it calls fails its own checks: what
-    official grading re-grades with the reference dependencies (in check order)."""
+    """Every unit of ``report`` that lost points while a unit it calls fails its own checks (and
+    not only because its own cell is missing or a stub): what official grading re-grades with the
+    reference dependencies (in check order)."""
     failing = {u for u, (score, most) in report.unit_scores().items() if score < most}
     plan = []
     for unit in report.unit_scores():
-        deps = failing_dependencies(unit, units, failing) if unit in failing and unit in units else ()
+        if unit not in failing or unit not in units or _own_fault_only([c for c in report.checks if c.unit == unit]):
+            continue
+        deps = failing_dependencies(unit, units, failing)
         if deps:
             plan.append(Regrade(unit, deps))
     return plan

@@ -77,3 +77,14 @@ def test_gradescope_json_the_table_and_the_staff_review():
     assert combined_results([report]) == data
     lines = table_lines([report])
     assert lines[-1] == "TOTAL 2/4" and any(line.startswith("review (staff only") for line in lines)
+
+
+def test_no_regrade_where_the_units_own_cell_is_missing_or_a_stub():
+    def failing(unit, kind, blamed=()):
+        return CheckResult(unit, "t", 2.0, 0.0, kind, "x", True, 0.1, blamed)
+
+    report = Report("hw", [failing("iou", fb.WRONG), failing("match", fb.NOT_IMPLEMENTED),
+                           failing("loss", fb.MISSING), failing("nms", fb.NOT_IMPLEMENTED, ("iou",))])
+    assert [r.unit for r in regrade_plan(report, UNITS)] == ["nms"]  # only nms blames a called unit
+    info = Graded("nms", 2.0, "t")
+    assert check_result(info, fb.GradingFailure("x", fb.NOT_IMPLEMENTED, ("iou",)), 0.1).blamed == ("iou",)
