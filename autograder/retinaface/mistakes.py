@@ -138,16 +138,15 @@ def nms_property_hint(got, dets: torch.Tensor, thresh: float, right: torch.Tenso
 
 
 def nms_hint(got, dets: torch.Tensor, thresh: float, right: torch.Tensor) -> str | None:
+    """The classic mistake ``got`` is exactly (its fuller explanation), else one named from what the
+    answer is (so variants are named too)."""
     if not isinstance(got, torch.Tensor) or len(dets) == 0:
         return None
-    named = nms_property_hint(got, dets, thresh, right)
-    if named is not None:
-        return named
     for flags, hint in NMS_MISTAKES:
         wrong = greedy_nms(dets, thresh, **flags)
         if not torch.equal(wrong, right) and got.shape == wrong.shape and torch.equal(got.cpu().long(), wrong):
             return hint
-    return None
+    return nms_property_hint(got, dets, thresh, right)
 
 
 # -- losses ----------------------------------------------------------------------------------------
