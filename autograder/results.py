@@ -20,7 +20,6 @@ from autograder.units import Unit
 
 SKIPPED = "skipped"
 OK = "ok"
-FEEDBACK_WIDTH = 90          # the terminal table shows each feedback's first line up to this width
 CHARGE_ONCE = "a mistake is charged once"
 REVIEW_TEST = "review: answer cells reaching into library or interpreter internals (staff only, no points)"
 
@@ -226,9 +225,9 @@ def feedback_text(report: Report, student: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def first_line(text: str, width: int = FEEDBACK_WIDTH) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
+def first_line(text: str) -> str:
+    """The first line of a feedback, whole (a cut line hides the very words that name the mistake)."""
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def table_lines(reports: list[Report], notes: list[str] = ()) -> list[str]:

@@ -77,6 +77,9 @@ def test_gradescope_json_the_table_and_the_staff_review():
     assert combined_results([report]) == data
     lines = table_lines([report])
     assert lines[-1] == "TOTAL 2/4" and any(line.startswith("review (staff only") for line in lines)
+    long = Report("hw", [CheckResult("iou", "t", 1.0, 0.0, fb.WRONG, "x" * 300 + " — the named mistake\nmore",
+                                     True, 0.1)])
+    assert any(line.endswith("x" * 300 + " — the named mistake") for line in table_lines([long]))
 
 
 def test_no_regrade_where_the_units_own_cell_is_missing_or_a_stub():
