@@ -99,3 +99,22 @@ def test_correct_units_keep_full_marks(results):
     for name in ("shift_anchors: [H*W*A, 4] in row, column, anchor order",
                  "smooth_l1: equal to F.smooth_l1_loss(beta = 1 / sigma²), sigma 3 and 1"):
         assert results[name]["score"] == results[name]["max_score"], results[name]
+
+
+def test_one_forced_anchor_per_face_is_named_by_a_public_check():
+    """An argmax forces one anchor per face; py-faster-rcnn forces every anchor that ties a face's best
+    IoU. The public case with a face halfway between two anchors tells them apart (it was hidden-only)."""
+    from autograder.rfcn import test_rfcn_targets as target_tests
+
+    namespace = vars(load_notebook(REPO_ROOT / "solutions" / "rfcn" / NB3)).copy()
+    source = _solution_source(NB3, "anchor_target_layer")
+    old = "        forced = ((iou == face_best[None]) & (face_best[None] > 0)).any(dim=1)\n"
+    assert old in source
+    exec(source.replace(old, "        forced = torch.zeros(len(best), dtype=torch.bool, device=best.device)\n"
+                             "        forced[iou.argmax(dim=0)[face_best > 0]] = True\n"), namespace)
+    submission = LiveSubmission("rfcn", namespace)
+    try:
+        with pytest.raises(GradingFailure, match="every anchor that ties a face's best IoU is positive"):
+            target_tests.test_anchor_rules(submission)
+    finally:
+        submission.close()

@@ -62,7 +62,9 @@ def _anchor_inputs(face_boxes, seed: int, batch: int, anchor_args: dict = FACE_A
 # 32 px anchors only: inside anchors cover x in [8, 119]; a face at x 121..127 overlaps none of them
 UNREACHABLE = {"base_size": 16, "ratios": (1.0,), "scales": (2,)}
 ZERO_OVERLAP_CASE = "a face that overlaps no inside anchor (its best IoU is 0)"
-ANCHOR_RULES = ("6 faces, no subsampling: the IoU rules", ZERO_OVERLAP_CASE, "no faces, no subsampling")
+TIED_BEST_CASE = "a face halfway between two anchors (both tie for its best IoU, 0.59)"
+ANCHOR_RULES = ("6 faces, no subsampling: the IoU rules", ZERO_OVERLAP_CASE, "no faces, no subsampling",
+                TIED_BEST_CASE)
 ANCHOR_SAMPLED = ("12 faces, 32 sampled (seed 0)", "no faces, 64 sampled (seed 1)")
 ANCHOR_HIDDEN = ("10 faces, no subsampling (hidden)", "8 faces, 48 sampled (seed 2, hidden)")
 ANCHOR_CASES = (
@@ -71,6 +73,8 @@ ANCHOR_CASES = (
                                                                  [121.0, 40.0, 127.0, 50.0]]), 0, NO_SAMPLING,
                                                    UNREACHABLE)),
     Case(ANCHOR_RULES[2], lambda d: _anchor_inputs(torch.zeros(0, 4), 0, NO_SAMPLING)),
+    Case(TIED_BEST_CASE, lambda d: _anchor_inputs(torch.tensor([[16.0, 24.0, 47.0, 55.0]]), 0, NO_SAMPLING,
+                                                  UNREACHABLE)),
     Case(ANCHOR_SAMPLED[0], lambda d: _anchor_inputs(faces(12, 96.0, 212, 12.0, 40.0), 0, 32)),
     Case(ANCHOR_SAMPLED[1], lambda d: _anchor_inputs(torch.zeros(0, 4), 1, 64)),
     Case(ANCHOR_HIDDEN[0], lambda d: _anchor_inputs(faces(10, 96.0, 214), 0, NO_SAMPLING), public=False),

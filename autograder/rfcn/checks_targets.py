@@ -52,8 +52,29 @@ def check_anchor_rules(submission, names) -> None:
                     raise fail(name, f"{int(zero.sum())} anchors with IoU 0 with every face are positive: a face "
                                      "that overlaps no inside anchor has best IoU 0, and every zero-IoU anchor "
                                      "'ties' it. Force a face's best anchors only where that best IoU is > 0")
+                hint = _tied_best_hint(x, labels.cpu())
+                if hint is not None and not torch.equal(labels.cpu(), want):
+                    raise fail(name, hint)
             expect_equal(labels, want, name, "labels")
             check_anchor_targets(x, labels, targets, name)
+
+
+def _tied_best_hint(x, labels: torch.Tensor) -> str | None:
+    """Named from the labels: a face whose best IoU several inside anchors reach, only some of them
+    positive (an argmax forces one anchor per face; py-faster-rcnn forces every anchor that ties)."""
+    inside, _ = _anchor_iou(x)
+    if not len(x["gt_boxes"]) or not inside.any():
+        return None
+    overlaps = oracles.box_iou(x["anchors"], x["gt_boxes"])                      # [A, G]
+    overlaps[~inside] = -1
+    for g in range(overlaps.shape[1]):
+        top = overlaps[:, g].max()
+        tied = (overlaps[:, g] - top).abs() < 1e-6
+        if top > 0 and tied.sum() > 1 and (labels[tied] == 1).any() and not (labels[tied] == 1).all():
+            return (f"face {g}'s best IoU ({float(top):.3g}) is reached by {int(tied.sum())} inside anchors, but only "
+                    f"{int((labels[tied] == 1).sum())} of them is positive: every anchor that ties a face's best "
+                    f"IoU is positive (where(overlaps == gt_max_overlaps), not one argmax per face)")
+    return None
 
 
 def check_anchor_targets(x, labels, targets, name) -> None:
