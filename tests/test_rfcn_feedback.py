@@ -75,19 +75,27 @@ def test_torch_round_is_named(results):
     _failed_with(results, PSROI_EXACT, "torch.round rounds half to even", "half away from zero")
 
 
-def test_bin_major_channels_are_named():
-    """The other ps_roi_pool mistake, checked in-process as a notebook's check cell would."""
-    namespace = vars(load_notebook(REPO_ROOT / "solutions" / "rfcn" / NB2)).copy()
-    source = _solution_source(NB2, "ps_roi_pool")
-    old = "    b = rois[:, 0].long()"
-    assert old in source
-    exec(source.replace(old, "    c_in = (c_in % (kh * kw)) * channels + c_in // (kh * kw)\n" + old), namespace)
+def _in_process_failure(notebook: str, grade_id: str, old: str, new: str, test, match: str) -> None:
+    """``test`` (a graded test function) fails with ``match`` on the solution with ``old`` replaced
+    by ``new`` in the answer cell ``grade_id``, run as a notebook's check cell would run it."""
+    namespace = vars(load_notebook(REPO_ROOT / "solutions" / "rfcn" / notebook)).copy()
+    source = _solution_source(notebook, grade_id)
+    assert old in source, f"the solution of {grade_id} changed: update this test's edit ({old!r})"
+    exec(source.replace(old, new), namespace)
     submission = LiveSubmission("rfcn", namespace)
     try:
-        with pytest.raises(GradingFailure, match="bin-major"):
-            model_tests.test_psroi_exact(submission)
+        with pytest.raises(GradingFailure, match=match):
+            test(submission)
     finally:
         submission.close()
+
+
+def test_bin_major_channels_are_named():
+    """The other ps_roi_pool mistake, checked in-process as a notebook's check cell would."""
+    old = "    b = rois[:, 0].long()"
+    _in_process_failure(NB2, "ps_roi_pool", old,
+                        "    c_in = (c_in % (kh * kw)) * channels + c_in // (kh * kw)\n" + old,
+                        model_tests.test_psroi_exact, "bin-major")
 
 
 def test_zero_overlap_face_is_named(results):
@@ -106,15 +114,8 @@ def test_one_forced_anchor_per_face_is_named_by_a_public_check():
     IoU. The public case with a face halfway between two anchors tells them apart (it was hidden-only)."""
     from autograder.rfcn import test_rfcn_targets as target_tests
 
-    namespace = vars(load_notebook(REPO_ROOT / "solutions" / "rfcn" / NB3)).copy()
-    source = _solution_source(NB3, "anchor_target_layer")
-    old = "        forced = ((iou == face_best[None]) & (face_best[None] > 0)).any(dim=1)\n"
-    assert old in source
-    exec(source.replace(old, "        forced = torch.zeros(len(best), dtype=torch.bool, device=best.device)\n"
-                             "        forced[iou.argmax(dim=0)[face_best > 0]] = True\n"), namespace)
-    submission = LiveSubmission("rfcn", namespace)
-    try:
-        with pytest.raises(GradingFailure, match="every anchor that ties a face's best IoU is positive"):
-            target_tests.test_anchor_rules(submission)
-    finally:
-        submission.close()
+    _in_process_failure(NB3, "anchor_target_layer",
+                        "        forced = ((iou == face_best[None]) & (face_best[None] > 0)).any(dim=1)\n",
+                        "        forced = torch.zeros(len(best), dtype=torch.bool, device=best.device)\n"
+                        "        forced[iou.argmax(dim=0)[face_best > 0]] = True\n",
+                        target_tests.test_anchor_rules, "every anchor that ties a face's best IoU is positive")
