@@ -157,11 +157,18 @@ def grade(hw: str, source: Path, options: Options) -> Report:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
         folder, notes = stage_submission(hw, Path(source), Path(tmp))
-        checks, worker_notes = run_checks(hw, folder, options)
-        report = Report(hw, order_checks(checks, test_order(hw)), notes + worker_notes)
-        charge_once(report, folder, options)
-        staff_review(report, folder, options)
+        report = grade_staged(hw, folder, notes, options)
     report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def grade_staged(hw: str, folder: Path, notes: list[str], options: Options) -> Report:
+    """``grade`` of notebooks already staged in ``folder`` (``stage_submission``'s folder and notes);
+    the caller times it, staging included."""
+    checks, worker_notes = run_checks(hw, folder, options)
+    report = Report(hw, order_checks(checks, test_order(hw)), notes + worker_notes)
+    charge_once(report, folder, options)
+    staff_review(report, folder, options)
     return report
 
 

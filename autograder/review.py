@@ -10,8 +10,9 @@ of these (an answer that does is worth a look either way).
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
+
+from utils.notebook import NotebookFormatError, read_cells
 
 # Modules whose only use in an exercise answer is to reach the interpreter, the process or the grader.
 REACHING_MODULES = {
@@ -97,15 +98,11 @@ def review(folder: Path) -> list[str]:
     lines = []
     for path in sorted(folder.glob("*.ipynb")):
         try:
-            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        except (OSError, ValueError, KeyError, TypeError):
+            cells = read_cells(path)
+        except NotebookFormatError:
             continue  # the grader reports unreadable notebooks itself
-        for cell in cells if isinstance(cells, list) else []:
-            meta = cell.get("metadata", {}).get("nbgrader", {}) if isinstance(cell, dict) else {}
-            if not (isinstance(meta, dict) and meta.get("solution") and cell.get("cell_type") == "code"):
-                continue
-            source = cell.get("source", "")
-            source = "".join(source) if isinstance(source, list) else str(source)
-            for line, what in findings(source):
-                lines.append(f"{meta.get('grade_id', '?')} ({path.name}, line {line}): {what}")
+        for cell in cells:
+            if cell.nbgrader.get("solution") and cell.cell_type == "code":
+                lines += [f"{cell.grade_id or '?'} ({path.name}, line {line}): {what}"
+                          for line, what in findings(cell.source)]
     return lines

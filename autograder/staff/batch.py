@@ -131,9 +131,11 @@ def grade_student(student: Student, hw: str, out: Path, options: BatchOptions) -
             except SubmissionError as err:  # an unreadable zip: graded as an empty submission
                 source.mkdir(parents=True, exist_ok=True)
                 notes.append(str(err))
-            report = engine.grade(hw, source, options)
+            started = time.monotonic()
+            folder, staged_notes = engine.stage_submission(hw, source, Path(tmp) / "staged")
+            report = engine.grade_staged(hw, folder, staged_notes, options)  # staged once: graded and read
+            report.seconds = round(time.monotonic() - started, 2)
             report.notes = notes + report.notes
-            folder, _ = engine.stage_submission(hw, source, Path(tmp) / "staged")
             found = any(folder.glob("*.ipynb"))
             asked = written.questions(engine.release_dir(hw), None)
             data = dict(report.to_dict(), status="graded" if found else "no notebooks",
