@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from autograder.modules import MODEL_DTYPE, as_module, deterministic_weights, parameter_shapes
-from autograder.tinaface.inputs import gen, level_features, oracle_checked, randn
+from autograder.tinaface.inputs import level_features, oracle_checked, positive_fusion_weights, randn
 from autograder.units import Case, Unit
 
 MODEL_NB = "1_model.ipynb"
-FUSION_WEIGHT_RANGE = (0.2, 1.5)   # BiFPN fusion parameters set positive, so every input counts
 
 
 def _grads(out, tensors, seed):
@@ -63,7 +62,10 @@ def call_deform_conv(ns, x, dev):
     layer = deterministic_weights(layer.to(MODEL_DTYPE))
     with torch.no_grad():
         out = layer(x["input"])
-    return shapes, zero.double(), (fresh - plain).abs().max().double().reshape(1), out
+        layer.conv_offset.weight.zero_()
+        layer.conv_offset.bias.zero_()
+        still = layer(x["input"])           # name-seeded weight, zero offsets: a plain convolution
+    return shapes, zero.double(), (fresh - plain).abs().max().double().reshape(1), out, still
 
 
 def deform_conv_inputs(seed, c_in, c_out, size, stride):
@@ -236,13 +238,8 @@ def call_bifpn(ns, x, dev):
     torch.manual_seed(0)
     layer = as_module(ns.BiFPNLayer(x["channels"], len(x["features"]), x["groups"]), "BiFPNLayer(...)").to(dev)
     shapes = parameter_shapes(layer)
-    layer = deterministic_weights(layer.to(MODEL_DTYPE)).eval()
+    layer = positive_fusion_weights(deterministic_weights(layer.to(MODEL_DTYPE))).eval()
     with torch.no_grad():
-        low, high = FUSION_WEIGHT_RANGE
-        for name, p in layer.named_parameters():
-            if "_weights." in name:
-                p.copy_(low + (high - low) * torch.rand(p.shape, generator=gen(len(name) + p.numel()),
-                                                         dtype=torch.float64))
         out = layer(x["features"])
     return shapes, tuple(o.float() for o in out)
 

@@ -44,3 +44,18 @@ def oracle_checked(cases: tuple) -> tuple:
     """``cases`` with ``reference=False``: their units are checked against an oracle, so no solution
     outputs are stored for them (keeps ``autograder/references/tinaface.pt`` small)."""
     return tuple(dataclasses.replace(c, reference=False) for c in cases)
+
+
+FUSION_WEIGHT_RANGE = (0.2, 1.5)   # BiFPN fusion parameters set positive, so every input counts
+
+
+def positive_fusion_weights(module: torch.nn.Module) -> torch.nn.Module:
+    """Every BiFPN fusion parameter (``*_weights.*``) drawn from FUSION_WEIGHT_RANGE, seeded by its
+    name's length and size (after ``deterministic_weights``; the grader and its oracle share this)."""
+    low, high = FUSION_WEIGHT_RANGE
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "_weights." in name:
+                p.copy_(low + (high - low) * torch.rand(p.shape, generator=gen(len(name) + p.numel()),
+                                                         dtype=torch.float64))
+    return module

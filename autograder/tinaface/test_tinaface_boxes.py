@@ -10,8 +10,8 @@ HW = "tinaface"
 
 
 def _each(check, unit, case_list, public=True):
-    for name in case_names(case_list, public):
-        check(name) if unit is None else check(unit, name)
+    """``check`` on every case; the feedback starts with a case that names a mistake."""
+    checks.each_case(case_names(case_list, public), check if unit is None else lambda name: check(unit, name))
 
 
 @graded("tinaface_anchors", 3, "(j·s, i·s) centres, 3 scales, ratio 1.3 = h / w; 102 375 at 640 x 640")
