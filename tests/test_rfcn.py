@@ -74,6 +74,37 @@ def test_ps_roi_pool_loop_oracle_equals_torchvision_and_gradients_match():
     assert torch.allclose(a.grad, b.grad)
 
 
+def _psroi_args(name):
+    from autograder.rfcn import cases
+    x = {c.name: c for c in cases.PSROI_CASES}[name].make_inputs(None)
+    return x["features"], x["rois"], x["output_size"], x["spatial_scale"]
+
+
+@pytest.mark.parametrize("name", ["integer maps, 40 RoIs, k = 3, scale 1/16", "integer maps, 30 RoIs, k = 7, scale 1/8",
+                                  "2 x 3 grid, scale 1", "random float maps, 50 RoIs, k = 3, scale 1/16",
+                                  "gradient of a weighted sum (float64)"])
+def test_ps_roi_pool_idea_cases_do_not_depend_on_torchvisions_artefacts(name):
+    """On the idea's RoIs every round-to-nearest rule and a clamp to W give torchvision's answer, and
+    the classic channel mistake does not."""
+    args = _psroi_args(name)
+    want = torchvision.ops.ps_roi_pool(*args)
+    for rule in ("half away from zero", "half to even", "half up"):
+        assert torch.allclose(oracles.ps_roi_pool(*args, rounding=rule), want, rtol=1e-6, atol=1e-6), rule
+    assert torch.allclose(oracles.ps_roi_pool(*args, clip_last=False), want, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(oracles.ps_roi_pool(*args, bin_major=True), want)
+    assert not torch.allclose(oracles.ps_roi_pool(*args, rounding="down"), want)
+
+
+def test_ps_roi_pool_rounding_case_tells_every_rule_apart():
+    from autograder.rfcn import cases
+    args = _psroi_args(cases.PSROI_ROUNDING)
+    want = torchvision.ops.ps_roi_pool(*args)
+    assert torch.equal(oracles.ps_roi_pool(*args), want)
+    assert torch.allclose(oracles.ps_roi_pool(*args, clip_last=False), want)  # rounding only, not the clamp
+    for rule in ("half to even", "half up", "down", "toward zero"):
+        assert not torch.allclose(oracles.ps_roi_pool(*args, rounding=rule), want), rule
+
+
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("thresh", [0.3, 0.5, 0.7])
 def test_nms_vectorised_equals_torchvision(ties, thresh):

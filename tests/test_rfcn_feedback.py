@@ -1,14 +1,19 @@
 """The Face R-FCN feedback names the classic mistakes. Four wrong answers are injected into a copy
 of the solutions (each a small edit of the solution cell), the copy is graded once as a TA would
 (``pytest autograder/ --hw rfcn`` in a subprocess), and each mistake's check must score 0 with
-words that name it; a fifth (bin-major channels, in the same cell as torch.round) is checked in-process."""
+words that name it; the other ps_roi_pool mistakes (bin-major channels, rounding half up; in the same
+cell as torch.round) are checked in-process. A different rounding or clamp keeps the points of
+PS-RoI pooling's idea: only the rounding check and the small hidden torchvision test charge it."""
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from autograder.feedback import GradingFailure
 from autograder.grading import LiveSubmission
 from autograder.rfcn import test_rfcn_model as model_tests
+from autograder.units import homework_units
 from tests.notebooks import REPO_ROOT, copy_homework, grade, set_answer
 from utils.notebook import load_notebook
 
@@ -27,8 +32,8 @@ MISTAKES = {
 
 
 # only the checks this file reads run (the grader starts only the units they ask for)
-GRADED_TESTS = ("test_generate_anchors_known or test_nms_chain or test_psroi_exact or test_anchor_rules "
-                "or test_shift_anchors or test_smooth_l1")
+GRADED_TESTS = ("test_generate_anchors_known or test_nms_chain or test_psroi_idea or test_psroi_rounding "
+                "or test_psroi_torchvision or test_anchor_rules or test_shift_anchors or test_smooth_l1")
 
 
 def _solution_source(notebook: str, grade_id: str) -> str:
@@ -68,11 +73,21 @@ def test_fast_nms_is_named(results):
     _failed_with(results, "nms_vectorised: a chain of three boxes: greedy, not Fast NMS", "this is Fast NMS")
 
 
-PSROI_EXACT = "ps_roi_pool: torch.equal to torchvision on integer maps (scales 1/16, 1/8, 1; RoIs past the border)"
+PSROI_IDEA = ("ps_roi_pool: the idea: class-major channels, k x k bins, bin averages (integer maps; RoIs inside "
+              "the map, away from its last row and column and from n + 0.5 cells)")
+PSROI_ROUNDING = "ps_roi_pool: corners at n + 0.5 cells round half away from zero (torchvision's std::round)"
+PSROI_TORCHVISION = ("ps_roi_pool: torch.equal to torchvision with its artefacts: rounding past the border, the "
+                     "W - 1 clamp (hidden)")
 
 
-def test_torch_round_is_named(results):
-    _failed_with(results, PSROI_EXACT, "torch.round rounds half to even", "half away from zero")
+def test_torch_round_is_named_by_the_public_rounding_check(results):
+    _failed_with(results, PSROI_ROUNDING, "rounds the corners' n + 0.5 cells half to even", "torch.round",
+                 "half away from zero")
+    _failed_with(results, PSROI_TORCHVISION, "rounded half to even")
+
+
+def test_torch_round_keeps_the_points_of_the_idea(results):
+    assert results[PSROI_IDEA]["score"] == results[PSROI_IDEA]["max_score"], results[PSROI_IDEA]
 
 
 def _in_process_failure(notebook: str, grade_id: str, old: str, new: str, test, match: str) -> None:
@@ -90,12 +105,57 @@ def _in_process_failure(notebook: str, grade_id: str, old: str, new: str, test, 
         submission.close()
 
 
+PSROI_ROUNDED = "    start, end = rounded[:, :2], rounded[:, 2:]"
+PSROI_CLAMP = "return lo.clamp(0, limit - 1).long(), hi.clamp(0, limit - 1).long()"
+
+
 def test_bin_major_channels_are_named():
     """The other ps_roi_pool mistake, checked in-process as a notebook's check cell would."""
     old = "    b = rois[:, 0].long()"
     _in_process_failure(NB2, "ps_roi_pool", old,
                         "    c_in = (c_in % (kh * kw)) * channels + c_in // (kh * kw)\n" + old,
-                        model_tests.test_psroi_exact, "bin-major")
+                        model_tests.test_psroi_idea, "your channels are bin-major")
+
+
+def test_rounding_half_up_is_named():
+    _in_process_failure(NB2, "ps_roi_pool", PSROI_ROUNDED, "    rounded = torch.floor(scaled + 0.5)\n" + PSROI_ROUNDED,
+                        model_tests.test_psroi_rounding, "half up: floor\\(v \\+ 0.5\\)")
+
+
+def _psroi_namespace(old: str, new: str) -> dict:
+    namespace = vars(load_notebook(REPO_ROOT / "solutions" / "rfcn" / NB2)).copy()
+    source = _solution_source(NB2, "ps_roi_pool")
+    assert old in source, f"the solution of ps_roi_pool changed: update this test's edit ({old!r})"
+    exec(source.replace(old, new), namespace)
+    return namespace
+
+
+class _StaffView:
+    """The hidden cases too, run in-process on a namespace (what official grading's worker returns)."""
+
+    def __init__(self, namespace: dict) -> None:
+        self.units, self.namespace, self.public_only = homework_units("rfcn"), SimpleNamespace(**namespace), False
+
+    def inputs(self, unit: str, case: str) -> dict:
+        return self.units[unit].case(case).make_inputs(None)
+
+    def output(self, unit: str, case: str):
+        return self.units[unit].call(self.namespace, self.inputs(unit, case), torch.device("cpu"))
+
+
+def test_clamping_to_w_keeps_the_idea_and_only_the_hidden_check_names_it():
+    """Clamping bin ends to W (Caffe's choice) is reasonable: the public ps_roi_pool checks pass; the
+    one small hidden test names torchvision's W - 1 artefact."""
+    namespace = _psroi_namespace(PSROI_CLAMP, PSROI_CLAMP.replace("limit - 1", "limit"))
+    submission = LiveSubmission("rfcn", namespace)
+    try:
+        for test in (model_tests.test_psroi_idea, model_tests.test_psroi_float, model_tests.test_psroi_grad,
+                     model_tests.test_psroi_rounding):
+            test(submission)
+    finally:
+        submission.close()
+    with pytest.raises(GradingFailure, match="clamps them to W - 1"):
+        model_tests.test_psroi_torchvision(_StaffView(namespace))
 
 
 def test_zero_overlap_face_is_named(results):

@@ -1,10 +1,11 @@
-"""Comparisons for the Face R-FCN units, with feedback that names the classic mistakes: the
-1-based anchors of the header comment, torch.round in PS-RoI pooling, bin-major channels, a face
-with zero overlap turning every zero-IoU anchor positive, Fast NMS instead of greedy NMS."""
+"""Comparisons for the Face R-FCN units, with feedback that names the classic mistakes from
+properties of the answer: the 1-based anchors of the header comment, PS-RoI pooling's corners
+rounded half to even (torch.round) or half up (floor(v + 0.5)), bin-major channels (the channel an
+output reads, found from its values), Fast NMS instead of greedy NMS. Every expected value comes
+from ``oracles`` (called with arguments built from the case's inputs); none is computed here."""
 from __future__ import annotations
 
 import torch
-import torchvision
 
 from autograder.explain import expect_parameter_shapes, expect_rows, fail, noting
 from autograder.feedback import GradingFailure, expect_close, expect_equal, expect_tensor, expect_type
@@ -77,26 +78,21 @@ def check_clip(submission, names) -> None:
     with noting(submission, "clip_boxes"):
         for name in names:
             x = submission.inputs("clip_boxes", name)
-            height, width = x["image_size"]
-            b = x["boxes"]
-            want = torch.stack([b[:, 0].clamp(0, width), b[:, 1].clamp(0, height), b[:, 2].clamp(0, width),
-                                b[:, 3].clamp(0, height)], 1)
+            args = (x["boxes"], x["image_size"])
             got = submission.output("clip_boxes", name)
-            if len(b) and _same(got, torch.stack([b[:, 0].clamp(0, width - 1), b[:, 1].clamp(0, height - 1),
-                                                  b[:, 2].clamp(0, width - 1), b[:, 3].clamp(0, height - 1)], 1)):
+            if len(x["boxes"]) and _same(got, oracles.clip_boxes(*args, last_pixel=True)):
                 raise fail(name, "you clip to W - 1 / H - 1 (inclusive pixels, py-faster-rcnn); in the continuous "
                                  "convention the image spans 0 ... W, so clip x to [0, W] and y to [0, H]")
-            if len(b) and _same(got, torch.stack([b[:, 0].clamp(0, height), b[:, 1].clamp(0, width),
-                                                  b[:, 2].clamp(0, height), b[:, 3].clamp(0, width)], 1)):
+            if len(x["boxes"]) and _same(got, oracles.clip_boxes(*args, swap_axes=True)):
                 raise fail(name, "x is clipped by H and y by W: image_size is (H, W)")
-            expect_close(got, want, name, "boxes")
+            expect_close(got, oracles.clip_boxes(*args), name, "boxes")
 
 
 def check_nms(submission, names) -> None:
     with noting(submission, "nms_vectorised"):
         for name in names:
             x = submission.inputs("nms_vectorised", name)
-            want = torchvision.ops.nms(x["boxes"], x["scores"], x["iou_threshold"])
+            want = oracles.nms(x["boxes"], x["scores"], x["iou_threshold"])
             got = submission.output("nms_vectorised", name)
             fast = oracles.fast_nms(x["boxes"], x["scores"], x["iou_threshold"])
             if (isinstance(got, torch.Tensor) and not torch.equal(fast, want) and got.shape == fast.shape
@@ -108,53 +104,146 @@ def check_nms(submission, names) -> None:
 
 
 # -- Part 2 ----------------------------------------------------------------------------------------
-def check_psroi(submission, names, exact: bool) -> None:
+def _psroi_case(submission, name):
+    """(inputs, the oracle's arguments built from them, the answer checked for its shape)."""
+    x = submission.inputs("ps_roi_pool", name)
+    args = (x["features"], x["rois"], x["output_size"], x["spatial_scale"])
+    got = expect_tensor(submission.output("ps_roi_pool", name), name)
+    kh, kw = (args[2], args[2]) if isinstance(args[2], int) else tuple(args[2])
+    want_shape = [len(args[1]), args[0].shape[1] // (kh * kw), kh, kw]
+    if list(got.shape) != want_shape:
+        raise fail(name, f"the output should be [R, C_in / (kh * kw), kh, kw] = {want_shape}, got {list(got.shape)}")
+    return x, args, got.detach().cpu()
+
+
+def _layout_hint(got, args) -> str | None:
+    """Names the channel layout the answer reads, found from its values: for each output (c, i, j),
+    the input channels whose mean over bin (i, j) equals it on every RoI."""
+    means = oracles.ps_bin_means(*args)                                      # [R, C_in, kh, kw]
+    _, channels, kh, kw = got.shape
+    if not len(got) or not channels:
+        return None
+    hits = ((got.double()[:, :, None] - means.double()[:, None]).abs() <= 1e-5 * (1 + means.double().abs()[:, None]))
+    read = hits.all(0)                                                       # [C, C_in, kh, kw]
+    layouts = {"class-major c * k * k + i * k + j (right)": lambda c, i, j: (c * kh + i) * kw + j,
+               "bin-major (i * k + j) * C + c": lambda c, i, j: (i * kw + j) * channels + c,
+               "class-major with the bin's row and column swapped, c * k * k + j * k + i":
+                   lambda c, i, j: (c * kw + j) * kh + i}
+    for layout, channel in list(layouts.items())[1:]:
+        if kh != kw and "swapped" in layout:
+            continue
+        moved = [(c, i, j) for c in range(channels) for i in range(kh) for j in range(kw)
+                 if channel(c, i, j) != (c * kh + i) * kw + j]
+        if moved and all(read[c, channel(c, i, j), i, j] and not read[c, (c * kh + i) * kw + j, i, j]
+                         for c, i, j in moved):
+            if "bin-major" in layout:
+                return ("your channels are bin-major: output (c, i, j) equals the bin's mean of input channel "
+                        "(i * k + j) * C + c; torchvision's (and Caffe R-FCN's) layout is class-major: channel "
+                        "c * k * k + i * k + j (all bins of class 0, then all bins of class 1)")
+            return ("output (c, i, j) reads input channel c * k * k + j * k + i: the bin's row and column are "
+                    "swapped in the channel index; channel c * k * k + i * k + j (i: row, j: column)")
+    return None
+
+
+def _pooling_hint(got, args) -> str | None:
+    """Names a different reduction over the bins or truncated corners, from the answer's values."""
+    for reduce, words in (("sum", "each bin's sum, not its mean: divide by the bin's number of cells"),
+                          ("max", "each bin's maximum, not its mean: PS-RoI pooling averages the bin")):
+        if _same(got, oracles.ps_roi_pool(*args, reduce=reduce)):
+            return words
+    if any(_same(got, oracles.ps_roi_pool(*args, rounding=rule)) for rule in ("down", "toward zero")):
+        return ("the scaled corners are truncated (floor / .long() / int()), not rounded: a corner at 2.7 "
+                "cells is cell 3; round x * spatial_scale to the nearest cell")
+    return None
+
+
+def check_psroi_idea(submission, names) -> None:
+    """Class-major channels, k x k bins, averages, on RoIs where every round-to-nearest rule and
+    either clamp agree (inputs.inner_rois), to rtol 1e-6."""
     with noting(submission, "ps_roi_pool"):
         for name in names:
-            x = submission.inputs("ps_roi_pool", name)
-            args = (x["features"], x["rois"], x["output_size"], x["spatial_scale"])
-            want = torchvision.ops.ps_roi_pool(*args)
-            got = submission.output("ps_roi_pool", name)
-            expect_tensor(got, name)
-            if tuple(got.shape) != tuple(want.shape):
-                raise fail(name, f"the output should be [R, C_in / (kh * kw), kh, kw] = {list(want.shape)}, "
-                                 f"got {list(got.shape)}")
-            k = x["output_size"]
-            if isinstance(k, int) and not _same(got, want) and len(want):
-                scale = x["spatial_scale"]
-                if _same(got, oracles.ps_roi_pool(*args[:2], k, scale, half_even=True)):
-                    raise fail(name, "torch.round rounds half to even (round(2.5) = 2); torchvision's kernel "
-                                     "uses std::round, half away from zero (round(2.5) = 3): write it with "
-                                     "torch.trunc and torch.sign")
-                if _same(got, oracles.ps_roi_pool(*args[:2], k, scale, bin_major=True)):
-                    raise fail(name, "your channels are bin-major ((i * k + j) * C + c); torchvision's (and "
-                                     "Caffe R-FCN's) layout is class-major: channel c * k * k + i * k + j")
-            if exact:
-                expect_close(got, want, name, "pooled scores (exact)", **EXACT)
-            else:
-                expect_close(got, want, name, "pooled scores", rtol=1e-6, atol=1e-6)
+            _, args, got = _psroi_case(submission, name)
+            want = oracles.ps_roi_pool_torchvision(*args)
+            if len(want) and not _same(got, want):
+                hint = _layout_hint(got, args) or _pooling_hint(got, args)
+                if hint:
+                    raise fail(name, hint)
+            expect_close(got, want, name, "pooled scores", rtol=1e-6, atol=1e-6)
 
 
-def check_psroi_grad(submission) -> None:
-    from autograder.rfcn.cases import PSROI_GRAD as name
+def _rounding_rule(got, args) -> str | None:
+    """The other rounding rule (a key of ROUNDING_WORDS) that explains the answer on every RoI, if any."""
+    for rule in ROUNDING_WORDS:
+        if _same(got, oracles.ps_roi_pool(*args, rounding=rule)):
+            return rule
+    return None
+
+
+# the rounding rules other than torchvision's that the feedback names (oracles.ROUNDING implements them;
+# names only here: in the student bundle ``oracles`` replays recorded calls and holds no constants)
+ROUNDING_WORDS = {
+    "half to even": "torch.round (like np.round and Python's round) rounds half to even: round(2.5) = 2, "
+                    "round(-0.5) = 0",
+    "half up": "floor(v + 0.5) rounds half up: -0.5 becomes 0 and -1.5 becomes -1",
+    "down": "floor rounds down: 2.5 becomes 2 and -0.5 becomes -1",
+    "toward zero": ".long(), int() and torch.trunc round toward zero: 2.5 becomes 2 and -0.5 becomes 0",
+}
+
+
+def check_psroi_rounding(submission, names) -> None:
+    """Corners at n + 0.5 cells: torchvision's std::round (half away from zero) decides the cell."""
+    with noting(submission, "ps_roi_pool"):
+        for name in names:
+            _, args, got = _psroi_case(submission, name)
+            want = oracles.ps_roi_pool_torchvision(*args)
+            if len(want) and not _same(got, want):
+                rule = _rounding_rule(got, args)
+                if rule:
+                    raise fail(name, f"your answer rounds the corners' n + 0.5 cells {rule}: "
+                                     f"{ROUNDING_WORDS[rule]}. torchvision's kernel uses std::round, half away "
+                                     "from zero (2.5 -> 3, -0.5 -> -1): write it with torch.trunc and torch.sign")
+                hint = _layout_hint(got, args) or _pooling_hint(got, args)
+                if hint:
+                    raise fail(name, hint)
+            expect_close(got, want, name, "pooled scores (round half away from zero)", rtol=1e-6, atol=1e-6)
+
+
+def check_psroi_torchvision(submission, names) -> None:
+    """torch.equal to torchvision with its artefacts: std::round on RoIs past the border and bin
+    ends clamped to W - 1 (the last row and column are never pooled)."""
+    with noting(submission, "ps_roi_pool"):
+        for name in names:
+            _, args, got = _psroi_case(submission, name)
+            want = oracles.ps_roi_pool_torchvision(*args)
+            if len(want) and not torch.equal(got, want):
+                if _same(got, oracles.ps_roi_pool(*args, clip_last=False)):
+                    raise fail(name, "your bin ends are clamped to W (and H); torchvision's forward clamps them "
+                                     "to W - 1, so it never pools the last row and column (its artefact: "
+                                     "arange(36) as [1, 4, 3, 3], RoI (0, 0, 3, 3), k = 2 gives 31 in bin (1, 1))")
+                rule = _rounding_rule(got, args)
+                if rule:
+                    raise fail(name, f"the corners are rounded {rule} ({ROUNDING_WORDS[rule]}); torchvision "
+                                     "rounds half away from zero")
+            expect_close(got, want, name, "pooled scores (torch.equal to torchvision)", **EXACT)
+
+
+def check_psroi_grad(submission, name) -> None:
     with noting(submission, "ps_roi_pool"):
         x = submission.inputs("ps_roi_pool", name)
-        features = x["features"].clone().requires_grad_(True)
-        (oracles.ps_roi_pool(features, x["rois"], x["output_size"], x["spatial_scale"]) * x["weights"]).sum().backward()
+        want = oracles.ps_roi_pool_grad(x["features"], x["rois"], x["output_size"], x["spatial_scale"], x["weights"])
         got = submission.output("ps_roi_pool", name)
         if got is None:
             raise fail(name, "no gradient reached the features: do not detach them or use integer tensors "
                              "on the path from the features to the output")
-        expect_close(got, features.grad, name, "d(sum w * out) / d features", rtol=1e-7, atol=1e-9)
+        expect_close(got, want, name, "d(sum w * out) / d features", rtol=1e-7, atol=1e-9)
 
 
 def check_vote(submission, names) -> None:
     with noting(submission, "ps_average_vote"):
         for name in names:
             x = submission.inputs("ps_average_vote", name)
-            p, w = x["pooled"], x["weights"]
-            want = p.mean((-2, -1)) if w is None else torch.einsum("rcij,ij->rc", p, w)
-            expect_close(submission.output("ps_average_vote", name), want, name, "votes")
+            expect_close(submission.output("ps_average_vote", name), oracles.ps_average_vote(x["pooled"], x["weights"]),
+                         name, "votes")
 
 
 def check_reference(submission, unit: str, names, layout: str = "", hint: str = "") -> None:

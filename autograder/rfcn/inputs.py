@@ -61,3 +61,58 @@ def faces(n: int, image: float, seed: int, min_side: float = 8.0, max_side: floa
 
 def deltas(n: int, seed: int, scale: float = 0.3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return (torch.randn(n, 4, generator=gen(seed), dtype=torch.float64) * scale).to(dtype)
+
+
+def _bins_agree(cells: int, k: int) -> bool:
+    """Whether the bin edges floor(i * cells / k), ceil((i + 1) * cells / k) come out the same in
+    exact arithmetic and in float32 / float64 (torchvision computes cells / k in the features'
+    dtype): RoIs where they differ would grade an implementation's arithmetic, not its idea."""
+    from fractions import Fraction
+    import math
+
+    for dtype in (torch.float32, torch.float64):
+        step = torch.tensor(cells, dtype=dtype) / k
+        pos = torch.arange(k + 1, dtype=dtype) * step
+        exact = [Fraction(i * cells, k) for i in range(k + 1)]
+        if (torch.floor(pos).tolist() != [math.floor(e) for e in exact]
+                or torch.ceil(pos).tolist() != [math.ceil(e) for e in exact]):
+            return False
+    return True
+
+
+def inner_rois(n: int, batch: int, feat_h: int, feat_w: int, scale: float, k, seed: int,
+               dtype: torch.dtype = torch.float32, half_cells: bool = False) -> torch.Tensor:
+    """[n, 5] (batch index, x1, y1, x2, y2) pixels of RoIs that grade PS-RoI pooling's idea, not
+    torchvision's artefacts: in feature cells every corner lies within 0.3 of an integer (any
+    round-to-nearest rule gives the same cell), x2 <= W - 2 and y2 <= H - 2 (away from the last row
+    and column, which torchvision's W - 1 clamp never pools), sides of at least one cell, and bin
+    edges that float and exact arithmetic agree on. ``half_cells``: every corner at n + 0.5 cells
+    instead (from -1.5 on; the ends still before the last row and column): the rounding rule
+    decides the cell, and the half-to-even, half-up and half-away-from-zero rules all differ."""
+    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+    g = gen(seed)
+    rows = []
+    while len(rows) < n:
+        b = int(torch.randint(0, batch, (1,), generator=g))
+        corner = []
+        for limit, bins in ((feat_w, kw), (feat_h, kh)):
+            if half_cells:
+                lo = int(torch.randint(-2, limit - 3, (1,), generator=g))          # lo + 0.5 >= -1.5
+                hi = int(torch.randint(lo + 1, limit - 2, (1,), generator=g))      # hi + 0.5 <= W - 2.5
+                corner.append((lo + 0.5, hi + 0.5))
+                if not all(_bins_agree(max(hi - lo + d, 1), bins) for d in (-1, 0, 1)):
+                    corner = None
+                    break
+            else:
+                lo = int(torch.randint(0, limit - 2, (1,), generator=g))
+                hi = int(torch.randint(lo + 1, limit - 1, (1,), generator=g))      # hi <= W - 2
+                jitter = (torch.rand(2, generator=g, dtype=torch.float64) * 0.6 - 0.3).tolist()
+                corner.append((max(lo + jitter[0], 0.0), hi + jitter[1]))
+                if not _bins_agree(hi - lo, bins):
+                    corner = None
+                    break
+        if corner is None:
+            continue
+        (x1, x2), (y1, y2) = corner
+        rows.append([b, x1 / scale, y1 / scale, x2 / scale, y2 / scale])
+    return torch.tensor(rows, dtype=torch.float64).to(dtype) if rows else torch.zeros(0, 5, dtype=dtype)

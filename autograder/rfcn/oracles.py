@@ -72,32 +72,108 @@ def fast_nms(boxes, scores, thresh) -> torch.Tensor:
     return order[iou.max(dim=0).values <= thresh]
 
 
-def _round(v: float, half_even: bool) -> int:
-    return round(v) if half_even else int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
+ROUNDING = {  # how a corner x * scale becomes a cell index: torchvision's std::round and the usual others
+    "half away from zero": lambda v: math.floor(abs(v) + 0.5) * (1 if v >= 0 else -1),   # C's std::round
+    "half to even": round,                                           # torch.round, np.round, Python's round
+    "half up": lambda v: math.floor(v + 0.5),                        # floor(v + 0.5): -0.5 -> 0
+    "down": math.floor,                                              # floor: 2.5 -> 2, -0.5 -> -1
+    "toward zero": math.trunc,                                       # trunc / .long() / int(): -0.5 -> 0
+}
+TORCHVISION_ROUNDING = "half away from zero"
 
 
-def ps_roi_pool(features, rois, k, scale, half_even=False, bin_major=False) -> torch.Tensor:
-    """Loop reference of torchvision's ps_roi_pool (differentiable through autograd).
-    half_even / bin_major reproduce two classic mistakes (torch.round; (i*k + j)*C + c channels)."""
+def _corners(roi, scale: float, rounding: str) -> tuple[int, int, int, int]:
+    """A RoI's (x1, y1, x2, y2) in feature cells: the pixel corners times ``scale``, rounded."""
+    return tuple(int(ROUNDING[rounding](float(v) * scale)) for v in roi[1:])
+
+
+def _bins(k: int, origin: int, length: int, limit: int) -> list[tuple[int, int]]:
+    """Bin edges along one axis: floor(i * length / k) .. ceil((i + 1) * length / k) cells from
+    ``origin`` (exclusive end), clamped to [0, limit]."""
+    return [(min(max(math.floor(i * length / k) + origin, 0), limit),
+             min(max(math.ceil((i + 1) * length / k) + origin, 0), limit)) for i in range(k)]
+
+
+def ps_roi_pool(features, rois, k, scale, rounding=TORCHVISION_ROUNDING, bin_major=False, clip_last=True,
+                reduce="mean") -> torch.Tensor:
+    """Loop reference of torchvision's ps_roi_pool (differentiable through autograd), and of the
+    usual ways to differ from it: another ``rounding`` (a key of ROUNDING), bin-major channels
+    ((i * k + j) * C + c), bin ends clamped to W rather than torchvision's W - 1 (``clip_last``
+    False), or the bins' sum or max (``reduce``). ``k``: int or (kh, kw)."""
+    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
     _, cin, height, width = features.shape
-    channels = cin // (k * k)
-    out = features.new_zeros(len(rois), channels, k, k)
+    channels = cin // (kh * kw)
+    out = features.new_zeros(len(rois), channels, kh, kw)
     for r in range(len(rois)):
         b = int(rois[r, 0])
-        x1, y1, x2, y2 = (_round(float(v) * scale, half_even) for v in rois[r, 1:])
-        rw, rh = max(x2 - x1, 1), max(y2 - y1, 1)
-        for i in range(k):
-            hs = min(max(math.floor(i * rh / k) + y1, 0), height - 1)
-            he = min(max(math.ceil((i + 1) * rh / k) + y1, 0), height - 1)
-            for j in range(k):
-                ws = min(max(math.floor(j * rw / k) + x1, 0), width - 1)
-                we = min(max(math.ceil((j + 1) * rw / k) + x1, 0), width - 1)
+        x1, y1, x2, y2 = _corners(rois[r], scale, rounding)
+        rows = _bins(kh, y1, max(y2 - y1, 1), height - 1 if clip_last else height)
+        cols = _bins(kw, x1, max(x2 - x1, 1), width - 1 if clip_last else width)
+        for i, (hs, he) in enumerate(rows):
+            for j, (ws, we) in enumerate(cols):
                 if he <= hs or we <= ws:
                     continue
                 for c in range(channels):
-                    ch = (i * k + j) * channels + c if bin_major else c * k * k + i * k + j
-                    out[r, c, i, j] = features[b, ch, hs:he, ws:we].mean()
+                    ch = (i * kw + j) * channels + c if bin_major else (c * kh + i) * kw + j
+                    cells = features[b, ch, hs:he, ws:we]
+                    out[r, c, i, j] = {"mean": cells.mean, "sum": cells.sum, "max": cells.max}[reduce]()
     return out
+
+
+def ps_roi_pool_torchvision(features, rois, k, scale) -> torch.Tensor:
+    """torchvision.ops.ps_roi_pool itself (its C++ kernel): the op the homework's answer is compared with."""
+    return torchvision.ops.ps_roi_pool(features, rois, k, scale)
+
+
+def ps_roi_pool_grad(features, rois, k, scale, weights) -> torch.Tensor:
+    """d(sum(weights * ps_roi_pool(features, rois))) / d features, by autograd of the loop reference."""
+    features = features.detach().clone().requires_grad_(True)
+    (ps_roi_pool(features, rois, k, scale) * weights).sum().backward()
+    return features.grad
+
+
+def ps_bin_means(features, rois, k, scale) -> torch.Tensor:
+    """[R, C_in, kh, kw]: the mean of *every* input channel over each of torchvision's bins, so the
+    channel a wrong layout reads can be found from the answer's values."""
+    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+    _, cin, height, width = features.shape
+    out = features.new_zeros(len(rois), cin, kh, kw)
+    for r in range(len(rois)):
+        b = int(rois[r, 0])
+        x1, y1, x2, y2 = _corners(rois[r], scale, TORCHVISION_ROUNDING)
+        for i, (hs, he) in enumerate(_bins(kh, y1, max(y2 - y1, 1), height - 1)):
+            for j, (ws, we) in enumerate(_bins(kw, x1, max(x2 - x1, 1), width - 1)):
+                if he > hs and we > ws:
+                    out[r, :, i, j] = features[b, :, hs:he, ws:we].mean((-2, -1))
+    return out
+
+
+def ps_average_vote(pooled, weights) -> torch.Tensor:
+    """[R, C]: the plain mean of the k x k bins (weights None) or sum_ij weights[i, j] * pooled[..., i, j]."""
+    if weights is None:
+        return pooled.mean((-2, -1))
+    out = pooled.new_zeros(pooled.shape[:2])
+    for i in range(pooled.shape[-2]):
+        for j in range(pooled.shape[-1]):
+            out += weights[i, j] * pooled[..., i, j]
+    return out
+
+
+def clip_boxes(boxes, image_size, last_pixel=False, swap_axes=False) -> torch.Tensor:
+    """x clamped to [0, W] and y to [0, H]; ``last_pixel``: to W - 1 and H - 1 (py-faster-rcnn's
+    inclusive pixels); ``swap_axes``: x by H and y by W (the (H, W) order misread)."""
+    height, width = image_size
+    if swap_axes:
+        height, width = width, height
+    if last_pixel:
+        height, width = height - 1, width - 1
+    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height), boxes[:, 2].clamp(0, width),
+                        boxes[:, 3].clamp(0, height)], 1)
+
+
+def nms(boxes, scores, thresh) -> torch.Tensor:
+    """torchvision.ops.nms: greedy NMS, kept indices in descending score order."""
+    return torchvision.ops.nms(boxes, scores, thresh)
 
 
 def smooth_l1(x, sigma) -> torch.Tensor:

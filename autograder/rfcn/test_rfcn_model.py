@@ -1,5 +1,6 @@
-"""Graded tests of Face R-FCN Part 2: PS-RoI pooling (equal to torchvision's), voting, the RPN head
-and the model."""
+"""Graded tests of Face R-FCN Part 2: PS-RoI pooling (its idea on RoIs where torchvision's artefacts
+do not matter, the rounding rule, then torchvision exactly in one small hidden test), voting, the RPN
+head and the model."""
 from autograder.grading import graded
 from autograder.rfcn import cases, checks
 from autograder.units import case_names
@@ -7,29 +8,31 @@ from autograder.units import case_names
 HW = "rfcn"
 
 
-@graded("ps_roi_pool", 1, "the W - 1 clip: arange(36), k = 2 gives 31 in bin (1, 1)")
-def test_psroi_known(submission):
-    checks.check_psroi(submission, [cases.PSROI_KNOWN], exact=True)
-
-
-@graded("ps_roi_pool", 3, "torch.equal to torchvision on integer maps (scales 1/16, 1/8, 1; RoIs past the border)")
-def test_psroi_exact(submission):
-    checks.check_psroi(submission, cases.PSROI_EXACT, exact=True)
+@graded("ps_roi_pool", 4, "the idea: class-major channels, k x k bins, bin averages (integer maps; RoIs inside "
+                          "the map, away from its last row and column and from n + 0.5 cells)")
+def test_psroi_idea(submission):
+    checks.check_psroi_idea(submission, cases.PSROI_IDEA[:3])
 
 
 @graded("ps_roi_pool", 1, "float maps (rtol 1e-6) and no RoIs")
 def test_psroi_float(submission):
-    checks.check_psroi(submission, [*cases.PSROI_FLOAT, "no RoIs"], exact=False)
+    checks.check_psroi_idea(submission, cases.PSROI_IDEA[3:])
 
 
 @graded("ps_roi_pool", 2, "gradients equal autograd of the loop reference")
 def test_psroi_grad(submission):
-    checks.check_psroi_grad(submission)
+    checks.check_psroi_grad(submission, cases.PSROI_GRAD)
 
 
-@graded("ps_roi_pool", 2, "float64, k = 5, half-pixel grid (hidden)", public=False)
-def test_psroi_hidden(submission):
-    checks.check_psroi(submission, cases.PSROI_HIDDEN, exact=True)
+@graded("ps_roi_pool", 1, "corners at n + 0.5 cells round half away from zero (torchvision's std::round)")
+def test_psroi_rounding(submission):
+    checks.check_psroi_rounding(submission, [cases.PSROI_ROUNDING])
+
+
+@graded("ps_roi_pool", 1, "torch.equal to torchvision with its artefacts: rounding past the border, the W - 1 "
+                          "clamp (hidden)", public=False)
+def test_psroi_torchvision(submission):
+    checks.check_psroi_torchvision(submission, cases.PSROI_TORCHVISION)
 
 
 @graded("ps_average_vote", 2, "plain and weighted averages of the k x k bins")
