@@ -17,6 +17,7 @@ import torch
 from autograder.explain import expect_parameter_shapes, fail, noting
 from autograder.feedback import WRONG, GradingFailure, describe, expect_close, expect_equal, expect_tensor, expect_type
 from autograder.tinaface import oracles
+from autograder.tinaface.inputs import WARMUP_COSINE_DEFAULTS
 from detector.tinaface.config import BOX_STDS, FUSION_EPS, MAX_LOG_RATIO
 
 MODULE_ATOL, MODULE_RTOL = 1e-5, 1e-4   # module outputs: float64 computation returned in float32
@@ -424,7 +425,7 @@ def check_scores(submission, name):
 
 def _warmup_shift(x, got, want) -> int | None:
     """k when the answer's warmup factor at each warmup iteration i is the one of iteration i + k."""
-    kw = dict(oracles.WARMUP_COSINE_DEFAULTS, **x["kw"])
+    kw = dict(WARMUP_COSINE_DEFAULTS, **x["kw"])
     warm = [j for j, i in enumerate(x["iterations"]) if i < kw["warmup_iters"]]
     if not warm or not isinstance(got, torch.Tensor) or got.shape != want.shape:
         return None
@@ -441,7 +442,7 @@ def check_lr(submission, name, engine: bool):
     args = (x["iterations"], x["iters_per_epoch"], x["base_lr"], x["kw"])
     want = oracles.engine_lrs(*args) if engine else torch.tensor(
         [oracles.cosine_restart_lr(i, x["iters_per_epoch"], x["base_lr"],
-                                   *(dict(oracles.WARMUP_COSINE_DEFAULTS, **x["kw"])[k]
+                                   *(dict(WARMUP_COSINE_DEFAULTS, **x["kw"])[k]
                                      for k in ("warmup_iters", "warmup_ratio", "period", "min_lr_ratio")))
          for i in x["iterations"]], dtype=torch.float64)
     got = submission.output("warmup_cosine_lr", name)

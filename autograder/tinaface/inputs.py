@@ -7,6 +7,8 @@ import dataclasses
 import torch
 
 BOX_SCALE = 100.0
+# warmup_cosine_lr's keyword defaults (vedadet's TinaFace schedule), for the cases that leave them out
+WARMUP_COSINE_DEFAULTS = {"warmup_iters": 500, "warmup_ratio": 0.1, "period": 30, "min_lr_ratio": 0.01}
 
 
 def gen(seed: int) -> torch.Generator:

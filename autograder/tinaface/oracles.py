@@ -12,11 +12,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from autograder.modules import deterministic_weights
-from autograder.tinaface.inputs import positive_fusion_weights
+from autograder.tinaface.inputs import WARMUP_COSINE_DEFAULTS, positive_fusion_weights
 from detector.tinaface.blocks import ConvGN, SeparableConvGN
 from detector.tinaface.config import BOX_STDS, FUSION_EPS, MAX_LOG_RATIO
-
-WARMUP_COSINE_DEFAULTS = {"warmup_iters": 500, "warmup_ratio": 0.1, "period": 30, "min_lr_ratio": 0.01}
 
 
 def anchors(image_size, strides, base_scale, scales, ratio, centre_offset=0.0, hw_ratio=True) -> torch.Tensor:
