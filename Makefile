@@ -43,9 +43,11 @@ release: $(STAMP)
 check-release: $(STAMP)
 	$(PY) -m utils.release check
 
-## references: regenerate autograder/references/*.pt by running the solutions
+## references: regenerate autograder/references/*.pt by running the solutions, then record the
+##             oracles' answers the student bundle's public checks replay (<hw>-oracles.pt)
 references: $(STAMP)
 	$(PY) -m autograder.staff.make_references
+	$(PY) -m autograder.staff.record_oracles
 
 ## solutions: execute a homework's solution notebooks into outputs/solutions/<hw>/
 ##            (make solutions HW=dsfd PARAMS="DEVICE='cuda'")

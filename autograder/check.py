@@ -8,7 +8,9 @@ definitions in the running notebook and prints one line per check.
 """
 from __future__ import annotations
 
-from autograder import feedback as fb
+import pytest
+
+from autograder.results import SKIPPED, check_result
 from autograder.grading import LiveSubmission, graded_tests
 
 
@@ -32,8 +34,13 @@ class Checker:
                 total += info.points
                 try:
                     test(submission)
-                except fb.GradingFailure as err:
-                    print(f"✗ {info.title} (0/{info.points:g}) — {err.kind}: {err}")
+                except (Exception, pytest.skip.Exception, pytest.fail.Exception) as err:
+                    result = check_result(info, err, 0.0)
+                    if result.kind == SKIPPED:  # not counted: the official grader runs it
+                        total -= info.points
+                        print(f"– {info.title} (not run here) — {result.feedback}")
+                    else:
+                        print(f"✗ {info.title} (0/{info.points:g}) — {result.kind}: {result.feedback}")
                 else:
                     earned += info.points
                     print(f"✓ {info.title} ({info.points:g}/{info.points:g})")

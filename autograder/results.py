@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import pytest
 
 from autograder import feedback as fb
+from autograder.recorded import NotRecorded
 from autograder.units import Unit
 
 SKIPPED = "skipped"
@@ -46,8 +47,8 @@ def check_result(info, error: BaseException | None, seconds: float) -> CheckResu
     elif isinstance(error, fb.GradingFailure):
         kind, message = error.kind, str(error)
         blamed = error.dependencies
-    elif isinstance(error, pytest.skip.Exception):
-        kind, message = SKIPPED, str(error)
+    elif isinstance(error, (pytest.skip.Exception, NotRecorded)):  # NotRecorded: the student bundle
+        kind, message = SKIPPED, str(error)                            # cannot run this comparison
     elif isinstance(error, pytest.fail.Exception):  # pytest.fail() in a check: a failed check
         kind, message = fb.WRONG, str(error)
     else:  # a check that crashed on an unexpected answer: still the student's feedback

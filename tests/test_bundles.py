@@ -216,7 +216,7 @@ def test_public(submission):
 
 @graded("u", 1, "hidden check", False)
 def test_hidden(submission):
-    check(submission, "secret one")
+    check(submission, ["secret one"])  # a hidden name inside a hidden test: the test goes whole
 
 
 def factory(unit):
@@ -240,4 +240,29 @@ def test_public_only_filter_removes_every_hidden_pattern():
     exec(compile(text, "x.py", "exec"), ns)
     assert ns["CASES"] == (("public one", True),) and ns["ALL_SECRET"] == ()
     assert [name for name, _ in ns["SEEDED"]] == ["seed 0", "seed 1"] and ns["NAMES"] == ("public one",)
-    assert ns["factory"]("u") is None and len(removed) == 7  # 2 tests, 4 cases, 1 name
+    assert ns["factory"]("u") is None and len(removed) == 8  # 2 tests, 4 cases, 2 names
+
+
+@pytest.mark.parametrize("hw", ["dsfd", "tinaface", "rfcn"])
+def test_every_homework_student_kit_builds_without_reference_code_and_grades(hw, tmp_path):
+    """The other homeworks' bundles: their oracles and mistake models are replaying stubs, and the
+    public checks, run on the recorded answers, give the solutions full public marks (none skipped)
+    and the stubs 0."""
+    from autograder.grading import graded_tests
+    from autograder.recorded import is_reference_module
+
+    archive = student.build(hw, tmp_path / "dist")
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    kit = tmp_path / "unpacked" / f"{hw}-student"
+    reference_files = [p for p in (kit / "autograder" / hw).glob("*.py") if is_reference_module(p.name)]
+    assert reference_files and all("replay(" in p.read_text() and len(p.read_text().splitlines()) < 8
+                                   for p in reference_files)
+    public_max = sum(t.graded.points for t in graded_tests(hw) if t.graded.public)
+    stubs = _pytest_in(kit, tmp_path)
+    assert stubs["score"] == 0, [t["name"] for t in stubs["tests"] if t["score"]]
+    shutil.rmtree(kit / "assignments" / hw)
+    shutil.copytree(REPO_ROOT / "solutions" / hw, kit / "assignments" / hw)
+    solved = _pytest_in(kit, tmp_path)
+    not_full = [(t["name"], t["output"][:300]) for t in solved["tests"] if t["score"] != t["max_score"]]
+    assert solved["score"] == solved["max_score"] == public_max, not_full

@@ -76,10 +76,15 @@ class _Edits:
         self.edits.append((start, end, text.encode()))
 
     def apply(self) -> str:
+        """Apply the outermost edits: one inside another (a hidden case name inside a hidden test
+        that is deleted whole) is dropped, whichever was found first."""
+        outer = [e for e in self.edits
+                 if not any(o is not e and o[0] <= e[0] and e[1] <= o[1] and (o[0], o[1]) != (e[0], e[1])
+                            for o in self.edits)]
         out, last = self.data, None
-        for start, end, text in sorted(self.edits, reverse=True):
-            if last is not None and end > last:  # inside an edit already made
-                continue
+        for start, end, text in sorted(set(outer), reverse=True):
+            if last is not None and end > last:  # overlaps an edit already made
+                raise FilterError(f"overlapping edits at bytes {start}-{end} and {last}")
             out = out[:start] + text + out[end:]
             last = start
         return out.decode()

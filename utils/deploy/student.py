@@ -2,20 +2,26 @@
 
 Holds the released notebooks, the given packages, the autograder with its public checks only
 (hidden tests and cases removed from the source by ``public_only``, the references file cut to the
-public cases), requirements.txt, pytest.ini, a README and a Makefile. Before zipping, the bundle's
-own grading is imported and compared with the kit's: every public case and test must be there and
-nothing hidden; no file may hold a solution marker, a line of a model answer, or the name of a
-hidden case or test. Any leak stops the build with what leaked and where.
+public cases), requirements.txt, pytest.ini, a README and a Makefile. The reference code the checks
+call (``oracles*.py``, ``mistakes*.py``) does not ship: each module is a stub that replays the
+answers recorded for the public cases (``autograder.recorded``, ``references/<hw>-oracles.pt``).
+Before zipping, the bundle's own grading is imported and compared with the kit's: every public case
+and test must be there and nothing hidden; no file may hold a solution marker, a line of a model
+answer or of the reference code, the name of a hidden case or test, or a function that passes the
+public checks of a graded unit. Any leak stops the build with what leaked and where.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
-from utils.deploy.bundle import (REPO_ROOT, SOLUTION_MARKERS, PackagingError, check_homework, copy_kit,
-                                 find_text, manifest, render, solution_snippets, write_zip)
+from autograder.recorded import is_reference_module, recordings_path, stub_source
+from utils.deploy.bundle import (KIT_PACKAGES, MIN_SNIPPET_CHARS, REPO_ROOT, SOLUTION_MARKERS, PackagingError,
+                                 check_homework, copy_kit, find_text, manifest, render, solution_snippets,
+                                 write_zip)
 from utils.deploy.public_only import FilterError, filter_source
 
 
@@ -34,14 +40,17 @@ def public_view(info: dict) -> tuple[dict, list]:
 
 
 def copy_public_grading(hw: str, dest: Path, hidden_cases: set[str], root: Path = REPO_ROOT) -> None:
-    """``autograder/<hw>/`` without hidden tests and cases, and the public references only."""
+    """``autograder/<hw>/`` without hidden tests and cases and with its reference code replaced by
+    replaying stubs, and the public references and recorded answers only."""
     package = root / "autograder" / hw
     for path in sorted(package.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
             continue
         target = dest / "autograder" / hw / path.relative_to(package)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".py":
+        if path.parent == package and is_reference_module(path.name):
+            target.write_text(stub_source(f"autograder.{hw}.{path.stem}"), encoding="utf-8")
+        elif path.suffix == ".py":
             try:
                 text, _ = filter_source(path.read_text(encoding="utf-8"), str(path.relative_to(root)),
                                         hidden_cases)
@@ -55,6 +64,11 @@ def copy_public_grading(hw: str, dest: Path, hidden_cases: set[str], root: Path 
               for unit, by_case in references.items()}
     (dest / "autograder" / "references").mkdir(parents=True, exist_ok=True)
     torch.save(public, dest / "autograder" / "references" / f"{hw}.pt")
+    recorded = recordings_path(hw).relative_to(REPO_ROOT)
+    if not (root / recorded).is_file():
+        raise PackagingError(f"{recorded} is missing: run `make references` (it records the reference "
+                             f"code's answers the public checks need)")
+    shutil.copy2(root / recorded, dest / recorded)
 
 
 def leaks(hw: str, folder: Path, kit_info: dict, root: Path = REPO_ROOT) -> list[str]:
@@ -71,8 +85,27 @@ def leaks(hw: str, folder: Path, kit_info: dict, root: Path = REPO_ROOT) -> list
     references = torch.load(folder / "autograder" / "references" / f"{hw}.pt", weights_only=True)
     found += [f"references hold hidden case {unit}/{name}" for unit, by_case in references.items()
               for name in by_case if name in kit_cases]
-    found += find_text(folder, set(SOLUTION_MARKERS) | kit_cases | kit_titles | solution_snippets(hw, root))
+    # A hidden name leaks as a string literal; the same words in prose ("no faces") are no leak.
+    quoted = {f"{q}{name}{q}" for name in kit_cases | kit_titles for q in ('"', "'")}
+    found += find_text(folder, set(SOLUTION_MARKERS) | quoted | solution_snippets(hw, root)
+                       | reference_lines(hw, root))
     return found
+
+
+def reference_lines(hw: str, root: Path = REPO_ROOT) -> set[str]:
+    """Lines of the reference code (oracles, mistake models), long enough to be its own, that the
+    given packages and the rest of the grading code (which ship on purpose) do not contain."""
+    package = root / "autograder" / hw
+    shipped = "\n".join(p.read_text(encoding="utf-8") for p in package.glob("*.py")
+                         if not is_reference_module(p.name))
+    given = "\n".join(p.read_text(encoding="utf-8") for name in KIT_PACKAGES
+                       for p in (root / name).rglob("*.py"))
+    lines = set()
+    for path in package.glob("*.py"):
+        if is_reference_module(path.name):
+            lines |= {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                      if len(line.strip()) >= MIN_SNIPPET_CHARS and not line.strip().startswith("#")}
+    return {line for line in lines if line not in shipped and line not in given}
 
 
 def build(hw: str, out_dir: Path, root: Path = REPO_ROOT) -> Path:
