@@ -44,7 +44,7 @@ check-release: $(STAMP)
 	$(PY) -m utils.release check
 
 ## references: regenerate autograder/references/*.pt by running the solutions, then record the
-##             oracles' answers the student bundle's public checks replay (<hw>-oracles.pt)
+##             oracles' answers the student bundle's public checks replay (<hw>-oracles.pt.xz)
 references: $(STAMP)
 	$(PY) -m autograder.staff.make_references
 	$(PY) -m autograder.staff.record_oracles

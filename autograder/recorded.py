@@ -5,7 +5,7 @@ implementations: ``autograder/<hw>/oracles*.py``) and name mistakes with its mis
 (``mistakes*.py``). Those are implementations of the exercises, so the student bundle must not hold
 them. ``python -m autograder.staff.record_oracles <hw>`` runs every public check on the solutions'
 outputs, and on perturbed copies of them to reach the branches that name mistakes, and stores each
-call's answer keyed by a fingerprint of its arguments in ``autograder/references/<hw>-oracles.pt``.
+call's answer keyed by a fingerprint of its arguments in ``autograder/references/<hw>-oracles.pt.xz``.
 In the student bundle each of those modules is a stub (``stub_source``) whose functions look the
 answer up (``replay``).
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import io
+import lzma
 import sys
 import types
 from pathlib import Path
@@ -51,7 +53,18 @@ def is_reference_module(filename: str) -> bool:
 
 
 def recordings_path(hw: str) -> Path:
-    return REFERENCES_DIR / f"{hw}-oracles.pt"
+    return REFERENCES_DIR / f"{hw}-oracles.pt.xz"
+
+
+def save_recordings(payload: dict, path: Path) -> None:
+    """``torch.save`` of ``payload``, xz-compressed (a 640 x 640 anchor grid: 3.2 MB -> 15 KB)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path.write_bytes(lzma.compress(buffer.getvalue()))
+
+
+def load_recordings(path: Path) -> dict:
+    return torch.load(io.BytesIO(lzma.decompress(path.read_bytes())), weights_only=True)
 
 
 # -- fingerprints ----------------------------------------------------------------------------------
@@ -180,7 +193,7 @@ def _recordings(hw: str) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the bundle's public checks need it "
                                     f"(instructors: python -m autograder.staff.record_oracles {hw})")
-        _LOADED[hw] = torch.load(path, weights_only=True)
+        _LOADED[hw] = load_recordings(path)
     return _LOADED[hw]
 
 

@@ -207,6 +207,7 @@ CASES = (
 SEEDED = tuple(Case(f"seed {s}", make, public=s < 2) for s in range(4))
 ALL_SECRET = [Case(f"big {n}", make, public=False) for n in (1, 2)]
 NAMES = ("public one", "secret one")
+SECRET_NAME = "secret two"
 
 
 @graded("u", 1, "public check")
@@ -240,7 +241,8 @@ def test_public_only_filter_removes_every_hidden_pattern():
     exec(compile(text, "x.py", "exec"), ns)
     assert ns["CASES"] == (("public one", True),) and ns["ALL_SECRET"] == ()
     assert [name for name, _ in ns["SEEDED"]] == ["seed 0", "seed 1"] and ns["NAMES"] == ("public one",)
-    assert ns["factory"]("u") is None and len(removed) == 8  # 2 tests, 4 cases, 2 names
+    assert ns["factory"]("u") is None and ns["SECRET_NAME"] is None
+    assert len(removed) == 9  # 2 tests, 4 cases, 3 names
 
 
 @pytest.mark.parametrize("hw", ["dsfd", "tinaface", "rfcn"])

@@ -56,8 +56,8 @@ def test_record_then_replay_and_a_miss_is_skipped(tmp_path, monkeypatch):
     assert recorder.functions["autograder.fakehw.oracles"] == ["answer", "helper"]
     assert len(recorder.calls) == 1  # the inner helper() call is part of answer(), not recorded apart
 
-    path = tmp_path / "fakehw-oracles.pt"
-    torch.save(recorder.payload(), path)
+    path = tmp_path / "fakehw-oracles.pt.xz"
+    recorded.save_recordings(recorder.payload(), path)
     monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
     monkeypatch.setattr(recorded, "_LOADED", {})
     stub = types.ModuleType("autograder.fakehw.oracles")
@@ -83,8 +83,8 @@ def test_an_out_argument_is_filled_again_on_replay(tmp_path, monkeypatch):
     recorder.active = True
     x, counts = torch.tensor([1.0, -2.0, 3.0]), {}
     assert oracle.loss(x, counts=counts) == 2.0 and counts == {"pos": 2}
-    path = tmp_path / "fakehw-oracles.pt"
-    torch.save(recorder.payload(), path)
+    path = tmp_path / "fakehw-oracles.pt.xz"
+    recorded.save_recordings(recorder.payload(), path)
     monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
     monkeypatch.setattr(recorded, "_LOADED", {})
     stub = types.ModuleType("autograder.fakehw.oracles")
@@ -97,8 +97,8 @@ def test_a_miss_while_naming_a_found_mistake_keeps_the_failure(tmp_path, monkeyp
     from autograder.feedback import GradingFailure
     oracle = types.ModuleType("autograder.fakehw.mistakes")
     exec("def hint(got):\n    return 'you forgot the +1'\n", oracle.__dict__)
-    path = tmp_path / "fakehw-oracles.pt"
-    torch.save(Recorder([oracle]).payload(), path)  # nothing recorded
+    path = tmp_path / "fakehw-oracles.pt.xz"
+    recorded.save_recordings(Recorder([oracle]).payload(), path)  # nothing recorded
     monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
     monkeypatch.setattr(recorded, "_LOADED", {})
     stub = types.ModuleType("autograder.fakehw.mistakes")

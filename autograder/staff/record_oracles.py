@@ -1,4 +1,4 @@
-"""Record what the public checks ask of the reference code: ``autograder/references/<hw>-oracles.pt``.
+"""Record what the public checks ask of the reference code: ``autograder/references/<hw>-oracles.pt.xz``.
 
 The student bundle ships the public checks but not the oracles and mistake models they call
 (``autograder.recorded``). This runs every public graded test, in this process, on the solutions'
@@ -27,7 +27,7 @@ import torch
 
 from autograder import feedback as fb
 from autograder.grading import Submission, graded_tests
-from autograder.recorded import answer, encode, fingerprint, import_reference_modules, recordings_path
+from autograder.recorded import answer, encode, fingerprint, import_reference_modules, recordings_path, save_recordings
 from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
 from autograder.units import HOMEWORKS, homework_units
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         payload = record(hw)
         path = recordings_path(hw)
-        torch.save(payload, path)
+        save_recordings(payload, path)
         print(f"wrote {path.relative_to(REPO_ROOT)}: {len(payload['calls'])} recorded calls "
               f"({path.stat().st_size / 1024:.0f} KiB, {time.monotonic() - started:.0f} s)", file=sys.stderr)
 

@@ -210,8 +210,8 @@ def _module_mistake(unit, x, outs, wants) -> str | None:
         if shows(outs, wants, oracles.resnet_gn(*args, groups_swapped=True), **tol):
             return (f"GroupNorm's groups and channels swapped: your norm layers split C channels into C / "
                     f"{x['groups']} groups of {x['groups']} channels; nn.GroupNorm(num_groups, num_channels) "
-                    f"takes the number of groups first, so norm_layer = partial(nn.GroupNorm, num_groups) "
-                    f"gives {x['groups']} groups of C / {x['groups']} channels")
+                    f"takes the number of groups first, so norm_layer=partial(nn.GroupNorm, num_groups) "
+                    f"(as the notebook says) gives {x['groups']} groups of C / {x['groups']} channels")
     if unit == "fpn6":
         args = (x["features"], x["in"], x["out"], x["groups"])
         if shows(outs, wants, oracles.fpn6(*args, align_corners=True), **tol):

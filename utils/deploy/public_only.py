@@ -8,7 +8,7 @@ Works on the text of ``autograder/<hw>/*.py`` (comments and layout kept) with Py
   comprehension with a computed flag (``Case(..., public=seed < 2) for seed in ...``) keeps only the
   public ones (the flag becomes the comprehension's condition);
 - a string equal to a hidden case's name inside a tuple or list literal is deleted (lists of names
-  such as ``HIDDEN_CASES = ("...",)``).
+  such as ``HIDDEN_CASES = ("...",)``); one assigned to a name (``KNOWN = "..."``) becomes ``None``.
 
 Anything the filter cannot remove is caught afterwards by ``utils.deploy.student``, which imports
 the filtered package and refuses a bundle that still holds a hidden case or test.
@@ -113,6 +113,11 @@ def filter_source(source: str, filename: str, hidden_cases: set[str]) -> tuple[s
         elif (isinstance(node, ast.Constant) and node.value in hidden_cases
               and isinstance(parents.get(node), (ast.Tuple, ast.List, ast.Set))):
             edits.delete_element(node)
+            removed.append(f"name {node.value!r}")
+        elif (isinstance(node, ast.Constant) and node.value in hidden_cases
+              and isinstance(parents.get(node), ast.Assign) and parents[node].value is node):
+            edits.replace(edits.offset(node.lineno, node.col_offset),
+                          edits.offset(node.end_lineno, node.end_col_offset), "None")
             removed.append(f"name {node.value!r}")
     text = edits.apply()
     try:

@@ -4,7 +4,7 @@ Holds the released notebooks, the given packages, the autograder with its public
 (hidden tests and cases removed from the source by ``public_only``, the references file cut to the
 public cases), requirements.txt, pytest.ini, a README and a Makefile. The reference code the checks
 call (``oracles*.py``, ``mistakes*.py``) does not ship: each module is a stub that replays the
-answers recorded for the public cases (``autograder.recorded``, ``references/<hw>-oracles.pt``).
+answers recorded for the public cases (``autograder.recorded``, ``references/<hw>-oracles.pt.xz``).
 Before zipping, the bundle's own grading is imported and compared with the kit's: every public case
 and test must be there and nothing hidden; no file may hold a solution marker, a line of a model
 answer or of the reference code, the name of a hidden case or test, or a function that passes the
@@ -12,6 +12,7 @@ public checks of a graded unit. Any leak stops the build with what leaked and wh
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,18 +95,21 @@ def leaks(hw: str, folder: Path, kit_info: dict, root: Path = REPO_ROOT) -> list
 
 def reference_lines(hw: str, root: Path = REPO_ROOT) -> set[str]:
     """Lines of the reference code (oracles, mistake models), long enough to be its own, that the
-    given packages and the rest of the grading code (which ship on purpose) do not contain."""
+    release, the given packages and the rest of the grading code (which ship on purpose) do not
+    contain."""
     package = root / "autograder" / hw
     shipped = "\n".join(p.read_text(encoding="utf-8") for p in package.glob("*.py")
                          if not is_reference_module(p.name))
-    given = "\n".join(p.read_text(encoding="utf-8") for name in KIT_PACKAGES
-                       for p in (root / name).rglob("*.py"))
+    given = "\n".join(p.read_text(encoding="utf-8") for p in [
+        *(q for name in KIT_PACKAGES for q in (root / name).rglob("*.py")),
+        *(root / "assignments" / hw).glob("*.ipynb")])
     lines = set()
     for path in package.glob("*.py"):
         if is_reference_module(path.name):
             lines |= {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                       if len(line.strip()) >= MIN_SNIPPET_CHARS and not line.strip().startswith("#")}
-    return {line for line in lines if line not in shipped and line not in given}
+    return {line for line in lines if line not in shipped and line not in given
+            and json.dumps(line)[1:-1] not in given}
 
 
 def build(hw: str, out_dir: Path, root: Path = REPO_ROOT) -> Path:
