@@ -103,14 +103,17 @@ def test_only_the_wrong_units_lose_points_and_their_callers_are_charged_once(gra
     assert "graded with the reference" in outputs and "charged once" in outputs, outputs
 
 
+# appended to the solution's progressive_anchor_loss cell: the right values with no gradient
+DETACHED_LOSS = ("\n\n_WithGradient = ProgressiveAnchorLoss\n\n\n"
+                 "class ProgressiveAnchorLoss(_WithGradient):\n"
+                 "    def forward(self, *args, **kwargs):\n"
+                 "        return {k: v.detach() for k, v in super().forward(*args, **kwargs).items()}\n")
+
+
 def test_a_loss_detached_from_the_predictions_scores_zero(tmp_path):
     """The right values with no gradient train nothing: the check compares the gradients too."""
     sub = copy_homework(tmp_path / "sub", hw="dsfd")
-    detached = (solution_source(TRAINING_NB, "progressive_anchor_loss")
-                + "\n\n_WithGradient = ProgressiveAnchorLoss\n\n\n"
-                  "class ProgressiveAnchorLoss(_WithGradient):\n"
-                  "    def forward(self, *args, **kwargs):\n"
-                  "        return {k: v.detach() for k, v in super().forward(*args, **kwargs).items()}\n")
+    detached = solution_source(TRAINING_NB, "progressive_anchor_loss") + DETACHED_LOSS
     set_answer(sub / "dsfd" / TRAINING_NB, "progressive_anchor_loss", detached)
     results, output, _ = grade(sub, tmp_path / "results.json", "--hw", "dsfd", "-k", "progressive_anchor_loss")
     scores = scores_by_unit(results)

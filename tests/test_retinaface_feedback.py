@@ -29,6 +29,26 @@ def loop_nms(order="torch.argsort(dets[:, 4], descending=True, stable=True)", su
             f"    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)\n")
 
 
+# name: (notebook, grade_id, [(solution text, mistaken text)] or the whole mistaken answer)
+MISTAKES = {
+    "jaccard +1 areas": (MATCHING, "jaccard", [
+        ("area_a = ((box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1]))",
+         "area_a = ((box_a[:, 2] - box_a[:, 0] + 1) * (box_a[:, 3] - box_a[:, 1] + 1))"),
+        ("area_b = ((box_b[:, 2] - box_b[:, 0]) * (box_b[:, 3] - box_b[:, 1]))",
+         "area_b = ((box_b[:, 2] - box_b[:, 0] + 1) * (box_b[:, 3] - box_b[:, 1] + 1))")]),
+    "encode without v1": (MATCHING, "encode", [("/ priors[:, 2:]) / variances[1]", "/ priors[:, 2:])")]),
+    "decode without v0": (MATCHING, "decode", [("loc[:, :2] * variances[0] * priors", "loc[:, :2] * priors")]),
+    "nms with >=": (MATCHING, "nms", loop_nms(suppress="iou >= thresh")),
+    "focal alpha on the negatives": (LOSS, "focal_loss", [("(alpha * targets + (1 - alpha) * (1 - targets))",
+                                                            "((1 - alpha) * targets + alpha * (1 - targets))")]),
+    "anchors at the corners along x": ("3_anchors.ipynb", "prior_box", [
+        ("cx = (torch.arange(cols, dtype=torch.float64) + 0.5)", "cx = (torch.arange(cols, dtype=torch.float64) + 0.0)")]),
+    "nms unsorted": (MATCHING, "nms", loop_nms(order="torch.arange(len(dets))")),
+}
+FIRST_MISTAKES = ("jaccard +1 areas", "encode without v1", "decode without v0", "nms with >=",
+                  "focal alpha on the negatives", "anchors at the corners along x")
+
+
 def edit_answer(notebook, grade_id, old, new):
     """Replace ``old`` (which must be there) by ``new`` in the answer cell ``grade_id``."""
     def edit(cells):
@@ -53,23 +73,19 @@ def first(tmp_path_factory):
     root = tmp_path_factory.mktemp("mistakes1")
     hw = copy_homework(root / "sub") / "retinaface"
     nb = hw / MATCHING
-    edit_answer(nb, "jaccard", "area_a = ((box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1]))",
-                "area_a = ((box_a[:, 2] - box_a[:, 0] + 1) * (box_a[:, 3] - box_a[:, 1] + 1))")
-    edit_answer(nb, "jaccard", "area_b = ((box_b[:, 2] - box_b[:, 0]) * (box_b[:, 3] - box_b[:, 1]))",
-                "area_b = ((box_b[:, 2] - box_b[:, 0] + 1) * (box_b[:, 3] - box_b[:, 1] + 1))")
-    edit_answer(nb, "encode", "/ priors[:, 2:]) / variances[1]", "/ priors[:, 2:])")
-    edit_answer(nb, "decode", "loc[:, :2] * variances[0] * priors", "loc[:, :2] * priors")
-    set_answer(nb, "nms", loop_nms(suppress="iou >= thresh"))
+    for name in FIRST_MISTAKES:
+        notebook, grade_id, change = MISTAKES[name]
+        if isinstance(change, str):
+            set_answer(hw / notebook, grade_id, change)
+        else:
+            for old, new in change:
+                edit_answer(hw / notebook, grade_id, old, new)
     edit_answer(nb, "decode_landm", "pre.reshape(-1, 5, 2)", "as_points(pre)")
 
     def add_helper(cells):
         (cell,) = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == "given_box_forms"]
         cell["source"] = "".join(cell["source"]) + "\n\ndef as_points(x):\n    return x.reshape(-1, 5, 2)\n"
     edit_cells(nb, add_helper)
-    edit_answer(hw / LOSS, "focal_loss", "(alpha * targets + (1 - alpha) * (1 - targets))",
-                "((1 - alpha) * targets + alpha * (1 - targets))")
-    edit_answer(hw / "3_anchors.ipynb", "prior_box", "cx = (torch.arange(cols, dtype=torch.float64) + 0.5)",
-                "cx = (torch.arange(cols, dtype=torch.float64) + 0.0)")
     (hw / "1_data.ipynb").rename(hw / "1_data (1).ipynb")
     (hw / "2_model.ipynb").write_text('{"cells": [')
     units = ("intersect", "jaccard", "encode", "decode", "multibox", "focal", "nms", "prior_box",
@@ -130,7 +146,7 @@ def second(tmp_path_factory):
     hw = copy_homework(root / "sub") / "retinaface"
     set_answer(hw / MATCHING, "decode_landm", "def decode_landm(pre, priors, variances):\n"
                                               "    raise NotImplementedError()\n")
-    set_answer(hw / MATCHING, "nms", loop_nms(order="torch.arange(len(dets))"))
+    set_answer(hw / MATCHING, "nms", MISTAKES["nms unsorted"][2])
     set_answer(hw / MATCHING, "encode_landm", "def encode_landm(matched, priors, variances):\n"
                                               "    raise NotImplementedError()\n")
     results, output, _ = grade(root / "sub", root / "results.json", "--hw", "retinaface",
@@ -159,22 +175,26 @@ def _check_cell(notebook, unit, source):
     return out.getvalue()
 
 
+# MultiBoxLoss with loss_l and loss_c divided by the batch size instead of the positives (run after the
+# solution's definitions, in their namespace)
+LOSS_OVER_BATCH = """
+_RightMultiBoxLoss = MultiBoxLoss
+
+
+class MultiBoxLoss(_RightMultiBoxLoss):
+    def forward(self, predictions, priors, targets):
+        loss_l, loss_c, loss_landm = super().forward(predictions, priors, targets)
+        num_pos = sum(int((match(self.threshold, t[:, :4], priors, self.variance, t[:, 14], t[:, 4:14],
+                                 self.force_min_iou)[1] != 0).sum()) for t in targets)
+        return loss_l * num_pos / len(targets), loss_c * num_pos / len(targets), loss_landm
+"""
+
+
 def test_check_cell_names_a_loss_divided_by_the_batch_size():
     namespace = dict(vars(load_notebook(REPO_ROOT / "solutions" / "retinaface" / LOSS)))
-    right = namespace["MultiBoxLoss"]
     out = _check_cell(LOSS, "multibox_loss", "")
     assert "all public checks pass" in out
-
-    class OverBatch(right):
-        def forward(self, predictions, priors, targets):
-            loss_l, loss_c, loss_landm = super().forward(predictions, priors, targets)
-            num_pos = sum(int((match_conf != 0).sum()) for match_conf in self._conf(priors, targets))
-            return loss_l * num_pos / len(targets), loss_c * num_pos / len(targets), loss_landm
-
-        def _conf(self, priors, targets):
-            return [namespace["match"](self.threshold, t[:, :4], priors, self.variance, t[:, 14],
-                                       t[:, 4:14], self.force_min_iou)[1] for t in targets]
-    namespace["MultiBoxLoss"] = OverBatch
+    exec(LOSS_OVER_BATCH, namespace)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         Checker("retinaface", namespace)("multibox_loss")

@@ -109,17 +109,29 @@ PSROI_ROUNDED = "    start, end = rounded[:, :2], rounded[:, 2:]"
 PSROI_CLAMP = "return lo.clamp(0, limit - 1).long(), hi.clamp(0, limit - 1).long()"
 
 
+PSROI_CHANNELS = "    b = rois[:, 0].long()"
+# Mistakes in units that already carry one above, checked in-process: (notebook, grade_id, old, new)
+IN_PROCESS_MISTAKES = {
+    "bin-major channels": (NB2, "ps_roi_pool", PSROI_CHANNELS,
+                           "    c_in = (c_in % (kh * kw)) * channels + c_in // (kh * kw)\n" + PSROI_CHANNELS),
+    "rounding half up": (NB2, "ps_roi_pool", PSROI_ROUNDED, "    rounded = torch.floor(scaled + 0.5)\n" + PSROI_ROUNDED),
+    "one forced anchor per face": (
+        NB3, "anchor_target_layer",
+        "        forced = ((iou == face_best[None]) & (face_best[None] > 0)).any(dim=1)\n",
+        "        forced = torch.zeros(len(best), dtype=torch.bool, device=best.device)\n"
+        "        forced[iou.argmax(dim=0)[face_best > 0]] = True\n"),
+}
+
+
 def test_bin_major_channels_are_named():
     """The other ps_roi_pool mistake, checked in-process as a notebook's check cell would."""
-    old = "    b = rois[:, 0].long()"
-    _in_process_failure(NB2, "ps_roi_pool", old,
-                        "    c_in = (c_in % (kh * kw)) * channels + c_in // (kh * kw)\n" + old,
-                        model_tests.test_psroi_idea, "your channels are bin-major")
+    _in_process_failure(*IN_PROCESS_MISTAKES["bin-major channels"], model_tests.test_psroi_idea,
+                        "your channels are bin-major")
 
 
 def test_rounding_half_up_is_named():
-    _in_process_failure(NB2, "ps_roi_pool", PSROI_ROUNDED, "    rounded = torch.floor(scaled + 0.5)\n" + PSROI_ROUNDED,
-                        model_tests.test_psroi_rounding, "half up: floor\\(v \\+ 0.5\\)")
+    _in_process_failure(*IN_PROCESS_MISTAKES["rounding half up"], model_tests.test_psroi_rounding,
+                        "half up: floor\\(v \\+ 0.5\\)")
 
 
 def _psroi_namespace(old: str, new: str) -> dict:
@@ -174,8 +186,5 @@ def test_one_forced_anchor_per_face_is_named_by_a_public_check():
     IoU. The public case with a face halfway between two anchors tells them apart (it was hidden-only)."""
     from autograder.rfcn import test_rfcn_targets as target_tests
 
-    _in_process_failure(NB3, "anchor_target_layer",
-                        "        forced = ((iou == face_best[None]) & (face_best[None] > 0)).any(dim=1)\n",
-                        "        forced = torch.zeros(len(best), dtype=torch.bool, device=best.device)\n"
-                        "        forced[iou.argmax(dim=0)[face_best > 0]] = True\n",
-                        target_tests.test_anchor_rules, "every anchor that ties a face's best IoU is positive")
+    _in_process_failure(*IN_PROCESS_MISTAKES["one forced anchor per face"], target_tests.test_anchor_rules,
+                        "every anchor that ties a face's best IoU is positive")

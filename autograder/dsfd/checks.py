@@ -216,6 +216,23 @@ NOT_HALVED_HINT = ("the first shot's anchors must be half the second shot's (8..
                    "the same steps 4..128): yours are the same size")
 
 
+XY_SWAPPED_HINT = ("x and y are swapped in the {what}: rows are (cx, cy, w, h), x (columns, the width W) "
+                   "first, then y (rows, the height H)")
+SIZES_WRONG_HINT = ("the centres are right but the sizes are not: a square anchor of side s pixels is "
+                    "w = s / W, h = s / H (second shot s = anchor_sizes, first shot s / 2)")
+
+
+def anchor_property_hint(got, want) -> str | None:
+    """(cx, cy, w, h) rows named from what they are: x and y swapped; centres right, sizes wrong."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dim() != 2 or got.shape[1] != 4:
+        return None
+    g, w = got.detach().cpu().double(), want.double()
+    for columns, what in (([1, 0, 3, 2], "anchors"), ([1, 0, 2, 3], "centres"), ([0, 1, 3, 2], "sizes")):
+        if not _close(w[:, columns], w) and _close(g[:, columns], w):
+            return XY_SWAPPED_HINT.format(what=what)
+    return SIZES_WRONG_HINT if _close(g[:, :2], w[:, :2]) else None
+
+
 def check_priors(submission, name):
     x = submission.inputs("pal_priors", name)
     got = submission.output("pal_priors", name)
@@ -227,8 +244,12 @@ def check_priors(submission, name):
         raise fail(name, NOT_HALVED_HINT)
     if _close(got[0], second) and _close(got[1], first):
         raise fail(name, "the two shots are swapped: return (first, second), the first shot's anchors being the small ones")
-    expect_close(got[0], first, name, "the first shot's anchors")
-    expect_close(got[1], second, name, "the second shot's anchors")
+    for shot, g, w in (("the first shot's anchors", got[0], first), ("the second shot's anchors", got[1], second)):
+        if not _close(g, w):
+            hint = anchor_property_hint(g, w)
+            if hint is not None:
+                raise fail(name, f"{shot}: {hint}")
+        expect_close(g, w, name, shot)
     if submission.units["pal_priors"].case(name).reference:
         ref = submission.reference("pal_priors", name)
         expect_close(got[0], ref[0], name, "the first shot's anchors")
@@ -250,6 +271,27 @@ OWN_POSITIVES_HINT = ("each shot must be divided by its OWN number of positives:
                       "anchors match a different number of anchors than the second shot's")
 
 
+WRONG_COUNT_HINT = ("{part} is divided by {count} ({value}) instead of its shot's number of positive anchors "
+                    "({positives}): the ratio to the expected loss is {value} / {positives}; divide each shot's "
+                    "summed loss by the positives of that shot in the whole batch")
+
+
+def wrong_count_hint(values: dict, want: dict, counts: dict) -> str | None:
+    """A loss part divided by the wrong count, named from its ratio to the expected part: the batch
+    size, the shot's anchors per image, or the anchors of the whole batch."""
+    for part, value in values.items():
+        shot = "first" if part.endswith("first") else "second"
+        positives = max(counts[shot], 1)
+        if math.isclose(value, want[part], rel_tol=1e-4, abs_tol=1e-5) or abs(want[part]) < 1e-8:
+            continue
+        anchors = counts[f"anchors_{shot}"]
+        for count, n in (("the batch size", counts["batch"]), ("the number of anchors per image", anchors),
+                         ("the number of anchors in the batch (B x P)", counts["batch"] * anchors)):
+            if n != positives and math.isclose(value, want[part] * positives / n, rel_tol=1e-4, abs_tol=1e-7):
+                return WRONG_COUNT_HINT.format(part=part, count=count, value=n, positives=positives)
+    return None
+
+
 def check_loss(submission, names):
     for name in names:
         x = submission.inputs("progressive_anchor_loss", name)
@@ -258,13 +300,17 @@ def check_loss(submission, names):
         missing = [k for k in cases.LOSS_PARTS if k not in got]
         if missing:
             raise fail(name, f"the loss should return a dict with {list(cases.LOSS_PARTS)}; missing {missing}")
-        want = oracles.progressive_anchor_loss(x)
+        counts = {}
+        want = oracles.progressive_anchor_loss(x, counts=counts)
         values = {k: float(got[k]) for k in cases.LOSS_PARTS}
         if not all(math.isclose(values[k], want[k], rel_tol=1e-4, abs_tol=1e-5) for k in want):
             for wrong in ("second", "both"):
                 other = oracles.progressive_anchor_loss(x, wrong)
                 if other != want and all(math.isclose(values[k], other[k], rel_tol=1e-4, abs_tol=1e-5) for k in other):
                     raise fail(name, OWN_POSITIVES_HINT)
+            hint = wrong_count_hint(values, want, counts)
+            if hint is not None:
+                raise fail(name, hint)
             with noting(submission, "progressive_anchor_loss"):
                 worst = max(want, key=lambda k: abs(values[k] - want[k]))
                 raise fail(name, f"{worst} is {values[worst]:.6g}, expected {want[worst]:.6g} (all parts: "

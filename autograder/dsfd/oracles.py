@@ -132,14 +132,18 @@ def shot_loss(loc, conf, priors, targets, cfg, normaliser=None) -> tuple[float, 
     return loss_l / total, loss_c / total, positives
 
 
-def progressive_anchor_loss(x: dict, normalise: str = "own") -> dict[str, float]:
+def progressive_anchor_loss(x: dict, normalise: str = "own", counts: dict | None = None) -> dict[str, float]:
     """L_PAL parts. ``normalise``: 'own' (each shot by its positives: the definition), 'second'
-    (both by the second shot's positives) or 'both' (both by the two shots' positives together)."""
+    (both by the second shot's positives) or 'both' (both by the two shots' positives together).
+    ``counts`` (a dict), when given, receives each shot's positives, the batch size and the anchors."""
     loc1, conf1, loc2, conf2 = x["predictions"]
     first, second = x["priors"]
     cfg = x["cfg"]
     l1, c1, n1 = shot_loss(loc1, conf1, first, x["targets"], cfg)
     l2, c2, n2 = shot_loss(loc2, conf2, second, x["targets"], cfg)
+    if counts is not None:
+        counts.update(first=n1, second=n2, batch=len(x["targets"]), anchors_first=len(first),
+                      anchors_second=len(second))
     if normalise != "own":
         shared = max(n2 if normalise == "second" else n1 + n2, 1)
         l1, c1 = l1 * max(n1, 1) / shared, c1 * max(n1, 1) / shared

@@ -110,6 +110,35 @@ PRIOR_ORDER_HINT = ("level by level (finest first), then row i, then column j, t
                     "(a [rows, cols, A, 4] tensor reshaped to [-1, 4])")
 
 
+XY_SWAPPED_HINT = ("x and y are swapped in the {what}: each row is {form}, x (columns j, the width W) "
+                   "first, then y (rows i, the height H)")
+SIZES_WRONG_HINT = ("the anchor centres are right but the sizes are not: each anchor is a min_size x "
+                    "min_size square in pixels, normalised as w = min_size / W and h = min_size / H")
+CENTRES_WRONG_HINT = ("the anchor sizes are right but the centres are not: the anchor of cell (i, j) at "
+                      "stride s sits at cx = (j + 0.5)·s / W, cy = (i + 0.5)·s / H")
+
+
+def anchor_property_hint(got, want, form: str, before_order: bool = False) -> str | None:
+    """Anchor rows (x, y, x, y) named from what they are: x and y swapped (centres, sizes or both);
+    ``before_order=False``: also centres right and sizes wrong, or the reverse."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dim() != 2 or got.shape[1] != 4:
+        return None
+    g, w = got.detach().cpu().double(), want.double()
+
+    def close(a, b):
+        return torch.allclose(a, b, rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL)
+    if before_order:
+        for columns, what in (([1, 0, 3, 2], "anchors"), ([1, 0, 2, 3], "centres"), ([0, 1, 3, 2], "sizes")):
+            if not close(w[:, columns], w) and close(g[:, columns], w):
+                return XY_SWAPPED_HINT.format(what=what, form=form)
+        return None
+    if close(g[:, :2], w[:, :2]):
+        return SIZES_WRONG_HINT
+    if close(g[:, 2:], w[:, 2:]):
+        return CENTRES_WRONG_HINT
+    return None
+
+
 def check_priors(submission, name):
     """One case against the loop definition (naming the classic mistakes) and the reference."""
     x = submission.inputs("prior_box", name)
@@ -131,9 +160,12 @@ def check_priors(submission, name):
             if not torch.allclose(wrong, want) and torch.allclose(
                     got.double(), wrong.double(), rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL):
                 raise fail(name, hint) from None
-        if reordered(got, want):
-            raise fail(name, f"the priors hold the right values, but the rows are in the wrong order: "
-                             f"{PRIOR_ORDER_HINT}") from None
+        hint = anchor_property_hint(got, want, "(cx, cy, w, h)", before_order=True)
+        if hint is None and reordered(got, want):
+            hint = f"the priors hold the right values, but the rows are in the wrong order: {PRIOR_ORDER_HINT}"
+        hint = hint or anchor_property_hint(got, want, "(cx, cy, w, h)")
+        if hint is not None:
+            raise fail(name, hint) from None
         raise
     if submission.units["prior_box"].case(name).reference:
         expect_close(got, submission.reference("prior_box", name), name, "the priors")

@@ -164,10 +164,15 @@ def focal_hint(got, inputs: torch.Tensor, targets: torch.Tensor, alpha: float, g
 
 
 def batch_normalised(want: torch.Tensor, count: int, batch: int) -> torch.Tensor:
-    """A loss divided by ``count`` (the positives) re-divided by the batch size instead."""
+    """A loss divided by ``count`` (the positives) re-divided by ``batch`` (or any other count) instead."""
     return want * max(count, 1) / batch
 
 
 BATCH_HINT = ("{part} is divided by the batch size; divide the summed loss by N, the number of "
               "positive anchors in the whole batch ({what}), so that images with many faces do not "
               "weigh more per face")
+WRONG_COUNT_HINT = ("{part} is divided by {name} ({value}); divide the summed loss by N, the number of "
+                    "positive anchors in the whole batch ({what})")
+# the counts a loss is wrongly divided by: (key of multibox_oracle's counts, words); the batch size has BATCH_HINT
+WRONG_COUNTS = (("anchors", "the number of anchors per image"),
+                ("batch_anchors", "the number of anchors in the whole batch (B x P)"))

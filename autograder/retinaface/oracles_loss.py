@@ -10,7 +10,8 @@ from detector.retinaface.config import cfg_mnet
 
 def multibox_oracle(x, counts=None):
     """(loss_l, loss_c, loss_landm, grad loc, grad conf, grad landm) of the documented loss; ``counts``
-    (a dict), when given, receives the numbers of positives and of positives with landmarks."""
+    (a dict), when given, receives the numbers of positives and of positives with landmarks, the batch
+    size, the anchors per image and the anchors of the batch."""
     priors = cases.loss_priors(x["image_size"]).double()
     preds = [p.detach().double().requires_grad_(True) for p in x["predictions"]]
     loc, conf, landm = preds
@@ -29,7 +30,8 @@ def multibox_oracle(x, counts=None):
         keep = min(cfg_mnet["neg_pos_ratio"] * int(pos.sum()), len(priors) - 1)
         loss_c = loss_c + ce[pos].sum() + negatives[:keep].sum()
     if counts is not None:
-        counts.update(pos=num_pos, landm=num_landm, batch=len(x["targets"]))
+        counts.update(pos=num_pos, landm=num_landm, batch=len(x["targets"]), anchors=len(priors),
+                      batch_anchors=len(x["targets"]) * len(priors))
     losses = (loss_l / max(num_pos, 1), loss_c / max(num_pos, 1), loss_landm / max(num_landm, 1))
     (cfg_mnet["loc_weight"] * losses[0] + losses[1] + losses[2]).backward()
     return (*(v.detach() for v in losses), *(p.grad for p in preds))

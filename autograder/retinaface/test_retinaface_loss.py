@@ -27,6 +27,13 @@ def _expect_loss_part(part, got, want, name, counts):
         if counts["batch"] != max(count, 1) and mistakes.diagnose(got, [(wrong, "")]) is not None:
             raise GradingFailure(f"{err} — {mistakes.BATCH_HINT.format(part=part, what=what)}",
                                  err.kind) from None
+        for key, words in mistakes.WRONG_COUNTS:  # the ratio to the expected loss names the count used
+            if counts.get(key) is None:  # a recording made before this count was kept
+                continue
+            wrong = mistakes.batch_normalised(want, count, counts[key]).float()
+            if counts[key] != max(count, 1) and mistakes.diagnose(got, [(wrong, "")]) is not None:
+                hint = mistakes.WRONG_COUNT_HINT.format(part=part, name=words, value=counts[key], what=what)
+                raise GradingFailure(f"{err} — {hint}", err.kind) from None
         raise
 
 

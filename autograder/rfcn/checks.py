@@ -35,7 +35,35 @@ def check_generate_anchors(submission, names) -> None:
                               else got, want):
                 raise fail(name, "the right anchors in scale-major order: the order is ratio-major (for each "
                                  "ratio, every scale)")
-            expect_close(got, want, name, "anchors", check_dtype=False)
+            try:
+                expect_close(got, want, name, "anchors", check_dtype=False)
+            except GradingFailure as err:
+                hint = box_property_hint(got, want)
+                if hint is None:
+                    raise
+                raise GradingFailure(f"{err} — {hint}", err.kind) from None
+
+
+XY_SWAPPED_HINT = ("x and y are swapped ({what}): rows are (x1, y1, x2, y2), x along the width; a ratio is "
+                   "h / w, so ratio 2 is twice as tall as wide")
+SIDES_WRONG_HINT = ("the anchors are centred right but their sides are wrong: w = round(sqrt(base_size² / "
+                    "ratio)), h = round(w · ratio) (half to even), both times the scale, and x2 - x1 + 1 = w")
+
+
+def box_property_hint(got, want) -> str | None:
+    """(x1, y1, x2, y2) rows named from what they are: x and y swapped; centres right, sides wrong."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dim() != 2 or got.shape[1] != 4:
+        return None
+    g, w = got.detach().cpu().double(), want.double()
+    if not _same(w[:, [1, 0, 3, 2]], w) and _same(g[:, [1, 0, 3, 2]], w):
+        return XY_SWAPPED_HINT.format(what="or the ratio taken as w / h")
+    if _same(g[:, :2] + g[:, 2:], w[:, :2] + w[:, 2:]):
+        return SIDES_WRONG_HINT
+    return None
+
+
+SHIFTS_SWAPPED_HINT = ("the shifts are (i, j, i, j) · stride: x and y are swapped; anchor (i, j, a) is base[a] + "
+                       "(j, i, j, i) · stride (j the column, along x)")
 
 
 def check_shift_anchors(submission, names) -> None:
@@ -43,6 +71,12 @@ def check_shift_anchors(submission, names) -> None:
         for name in names:
             x = submission.inputs("shift_anchors", name)
             want = oracles.shift_anchors(x["base"], x["feat_h"], x["feat_w"], x["stride"])
+            got = submission.output("shift_anchors", name)
+            if isinstance(got, torch.Tensor) and got.shape == want.shape and len(want):
+                base = x["base"].double().repeat(x["feat_h"] * x["feat_w"], 1)       # [H*W*A, 4]
+                shifts, want_shifts = got.detach().cpu().double() - base, want.double() - base
+                if not _same(want_shifts[:, [1, 0, 3, 2]], want_shifts) and _same(shifts[:, [1, 0, 3, 2]], want_shifts):
+                    raise fail(name, SHIFTS_SWAPPED_HINT)
             expect_rows(submission.output("shift_anchors", name), want, name, "anchors", "[H*W*A, 4]",
                         "rows go row i, then column j, then anchor a (the RPN's flattening order); anchor "
                         "(i, j, a) is base[a] + (j, i, j, i) * stride")
@@ -100,7 +134,40 @@ def check_nms(submission, names) -> None:
                 raise fail(name, "this is Fast NMS (one pass of triu(IoU).max(0)): a box removed by a better "
                                  "box still removes others. Greedy NMS lets only *kept* boxes remove: iterate "
                                  "the step with the kept rows until nothing changes")
-            expect_equal(got, want, name, what="kept indices (torchvision.ops.nms order)")
+            try:
+                expect_equal(got, want, name, what="kept indices (torchvision.ops.nms order)")
+            except GradingFailure as err:
+                hint = nms_property_hint(got, x["boxes"], x["scores"], x["iou_threshold"], want)
+                if hint is None:
+                    raise
+                raise GradingFailure(f"{err} — {hint}", err.kind) from None
+
+
+NOT_DESCENDING_HINT = ("the kept boxes are not in descending score order ({how}): sort the scores descending "
+                       "(stable) first and return the kept indices in that order, as torchvision.ops.nms does")
+SUPPRESS_EQUAL_HINT = ("a box whose IoU with a kept box equals iou_threshold exactly was removed: remove only "
+                       "IoU > iou_threshold (threshold 0 keeps disjoint boxes)")
+
+
+def nms_property_hint(got, boxes, scores, thresh, want) -> str | None:
+    """NMS named from what the answer is: kept scores not descending (ascending, no order); a removed
+    box at IoU exactly the threshold with a kept, better one."""
+    if not isinstance(got, torch.Tensor) or got.dim() != 1 or got.dtype.is_floating_point or got.numel() == 0:
+        return None
+    got = got.cpu().long()
+    if got.min() < 0 or got.max() >= len(scores):
+        return None
+    kept = scores[got].double()
+    if len(kept) > 1 and bool((kept[1:] > kept[:-1]).any()):
+        how = "they ascend" if bool((kept[1:] >= kept[:-1]).all()) else "they are in no order"
+        return NOT_DESCENDING_HINT.format(how=how)
+    removed = sorted(set(want.tolist()) - set(got.tolist()))
+    if removed:
+        iou = oracles.box_iou(boxes.double(), boxes.double())
+        for j in removed:
+            if any(abs(float(iou[i, j]) - thresh) < 1e-9 and scores[i] >= scores[j] for i in got.tolist()):
+                return SUPPRESS_EQUAL_HINT
+    return None
 
 
 # -- Part 2 ----------------------------------------------------------------------------------------

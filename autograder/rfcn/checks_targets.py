@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from autograder.explain import fail, noting
-from autograder.feedback import expect_close, expect_equal, expect_type
+from autograder.feedback import GradingFailure, expect_close, expect_equal, expect_type
 from autograder.rfcn import oracles
 from autograder.rfcn.cases_targets import LOSS_KEYS, ROI_STDS
 from autograder.rfcn.checks import expect_subset
@@ -156,8 +156,68 @@ def check_smooth(submission, names) -> None:
     with noting(submission, "smooth_l1"):
         for name in names:
             x = submission.inputs("smooth_l1", name)
-            expect_close(submission.output("smooth_l1", name), oracles.smooth_l1(x["x"], x["sigma"]), name,
-                         "smooth L1 (F.smooth_l1_loss with beta = 1 / sigma²)")
+            got = submission.output("smooth_l1", name)
+            try:
+                expect_close(got, oracles.smooth_l1(x["x"], x["sigma"]), name,
+                             "smooth L1 (F.smooth_l1_loss with beta = 1 / sigma²)")
+            except GradingFailure as err:
+                hint = sigma_hint(got, x["x"], x["sigma"])
+                if hint is None:
+                    raise
+                raise GradingFailure(f"{err} — {hint}", err.kind) from None
+
+
+SIGMA_HINT = ("your values are the smooth L1 of sigma² = {used:.4g}, not sigma² = {want:.4g}{how}: 0.5 (sigma x)² "
+              "where |x| < 1 / sigma², else |x| - 0.5 / sigma² (sigma 3 for the RPN, 1 for the head)")
+
+
+def sigma_hint(got, x, sigma) -> str | None:
+    """The sigma² an answer used, read from its largest |x| (in the linear part: |x| - 0.5 / sigma²),
+    named when the whole answer is the smooth L1 of that sigma: sigma missing, not squared, ..."""
+    if not isinstance(got, torch.Tensor) or got.shape != x.shape or x.numel() == 0:
+        return None
+    g, v = got.detach().cpu().double().reshape(-1), x.double().reshape(-1)
+    i = int(v.abs().argmax())
+    gap = float(v[i].abs() - g[i])
+    if not gap > 0:
+        return None
+    used = 0.5 / gap
+    if abs(used - sigma ** 2) < 1e-6 * sigma ** 2:
+        return None
+    try:
+        expect_close(got, oracles.smooth_l1(x, used ** 0.5), "", check_dtype=False)
+    except GradingFailure:
+        return None
+    how = (" (sigma is missing: that is F.smooth_l1_loss with beta = 1)" if abs(used - 1) < 1e-6 else
+           " (sigma is not squared)" if abs(used - sigma) < 1e-6 * sigma else "")
+    return SIGMA_HINT.format(used=used, want=sigma ** 2, how=how)
+
+
+WRONG_COUNT_HINT = ("{key} is divided by {count} ({value}) instead of {right} ({n}): the ratio to the expected "
+                    "loss is {n} / {value}")
+
+
+def count_hint(got: dict, want: dict, x: dict) -> str | None:
+    """A loss divided by the wrong count, named from its ratio to the expected loss."""
+    labels, rois = x["rpn_labels"], x["roi_labels"]
+    batch, anchors = labels.shape[0], labels.shape[1]
+    counts = {"rpn": ("the sampled anchors (label >= 0)", max(int((labels >= 0).sum()), 1),
+                      (("the batch size", batch), ("the number of anchors per image", anchors),
+                       ("the number of anchors in the batch", batch * anchors),
+                       ("the positive anchors", int((labels == 1).sum())))),
+              "rcnn": ("the number of sampled RoIs S", max(len(rois), 1),
+                       (("the batch size", batch), ("the foreground RoIs", int((rois > 0).sum()))))}
+    for key in LOSS_KEYS:
+        if key not in got or not isinstance(got[key], torch.Tensor) or got[key].numel() != 1:
+            continue
+        g, w = float(got[key]), float(want[key])
+        right, n, others = counts[key.split("_")[0]]
+        if abs(w) < 1e-8 or abs(g - w) <= 1e-5 + 1e-4 * abs(w):
+            continue
+        for count, value in others:
+            if value not in (0, n) and abs(g - w * n / value) <= 1e-5 + 1e-4 * abs(w * n / value):
+                return WRONG_COUNT_HINT.format(key=key, count=count, value=value, right=right, n=n)
+    return None
 
 
 def check_loss(submission, names) -> None:
@@ -170,7 +230,13 @@ def check_loss(submission, names) -> None:
             for key in LOSS_KEYS:
                 if key not in got:
                     raise fail(name, f"missing loss {key!r}; expected keys {list(LOSS_KEYS)}")
-                expect_close(got[key], want[key], name, key)
+                try:
+                    expect_close(got[key], want[key], name, key)
+                except GradingFailure as err:
+                    hint = count_hint(got, want, x)
+                    if hint is None:
+                        raise
+                    raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 def check_ohem(submission, names) -> None:
