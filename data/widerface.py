@@ -104,8 +104,9 @@ class WiderFaceDataset(Dataset):
         if not label_file.is_file():
             raise FileNotFoundError(
                 f"{label_file}: label file not found; expected the layout ROOT/{split}/{LABEL_FILE} "
-                f"and ROOT/{split}/{IMAGES_DIR}/ (make one with `python -m data.synthetic --out ROOT` "
-                f"or see the README for real WIDER FACE)")
+                f"and ROOT/{split}/{IMAGES_DIR}/; make the embedded dataset there with "
+                f"`python -m data.synthetic --out {self.root}` (from the kit's root folder) or see the "
+                f"README for real WIDER FACE")
         entries = read_labels(label_file)
         self.paths = [self.split_dir / IMAGES_DIR / image for image, _ in entries]
         missing = [str(p) for p in self.paths if not p.is_file()]

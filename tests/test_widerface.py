@@ -257,8 +257,9 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path):
     (root / "train" / "images" / "e" / "bad.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="bad.jpg"):
         WiderFaceDataset(root, "train")
-    with pytest.raises(FileNotFoundError, match="label.txt"):
+    with pytest.raises(FileNotFoundError, match="label.txt") as missing:
         WiderFaceDataset(root, "val")
+    assert f"`python -m data.synthetic --out {root}`" in str(missing.value)  # the command that makes the data
     with pytest.raises(ValueError, match="split"):
         WiderFaceDataset(root, "test")
 
