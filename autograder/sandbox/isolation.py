@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.homeworks import given_code
+
 UID_BASE = 1_000_000_000       # root mode: the worker runs as UID_BASE + its pid
 ORPHAN_POLL_SECONDS = 0.2
 FILES_NOTE = ("file isolation is off on this machine (no Linux namespaces): student code could "
@@ -215,13 +217,13 @@ WORKER_MODULES = ("__init__.py", "cases*.py", "inputs.py", "library_ops.py")
 
 
 def kit_view(repo: Path, hw: str) -> list[Path]:
-    """The kit's files a grading worker of ``hw`` reads: the given packages, the grading core, the
-    sandbox and the homework's ``WORKER_MODULES``; never the solutions, the references, ``staff/``,
-    the homework's oracles, checks or tests, other homeworks, the outputs or the git store."""
+    """The kit's files a grading worker of ``hw`` reads: the given packages without the other
+    homeworks' parts (``utils.homeworks.given_code``), the grading core, the sandbox and the
+    homework's ``WORKER_MODULES``; never the solutions, the references, ``staff/``, the homework's
+    oracles, checks or tests, other homeworks' grading or given code, the outputs or the git store."""
     grading = repo / "autograder"
     own = sorted({p for pattern in WORKER_MODULES for p in (grading / hw).glob(pattern)})
-    return [repo / name for name in ("detector", "data", "utils")] + sorted(grading.glob("*.py")) + \
-        [grading / "sandbox", *own]
+    return given_code(repo, hw) + sorted(grading.glob("*.py")) + [grading / "sandbox", *own]
 
 
 def _drop_privileges(libc, uid: int | None) -> None:

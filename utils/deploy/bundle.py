@@ -2,8 +2,8 @@
 checks that a bundle leaks nothing (solution text, hidden cases and tests).
 
 The kit's own folders are copied as they are (``detector/``, ``data/``, ``utils/`` without this
-packaging code, the grading core ``autograder/*.py`` and ``autograder/sandbox/``; the Gradescope zip
-adds ``autograder/staff/``); homework ``hw`` adds ``assignments/<hw>/``,
+packaging code and without the other homeworks' parts (``utils.homeworks.given_code``), the grading
+core ``autograder/*.py`` and ``autograder/sandbox/``; the Gradescope zip adds ``autograder/staff/``); homework ``hw`` adds ``assignments/<hw>/``,
 ``autograder/<hw>/`` and ``autograder/references/<hw>.pt``. Other homeworks' grading is left out,
 so the bundle's grader finds exactly one homework.
 """
@@ -18,9 +18,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from utils.homeworks import GIVEN_PACKAGES, given_code
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-KIT_PACKAGES = ("detector", "data", "utils")
+KIT_PACKAGES = GIVEN_PACKAGES
 KIT_FILES = ("requirements.txt", "pytest.ini")
 GRADING_ROOMS = ("sandbox",)                   # autograder/ sub-folders every bundle ships
 STAFF_ROOM = ("staff",)                        # course staff's grading: the Gradescope zip only
@@ -66,8 +68,13 @@ def copy_kit(hw: str, dest: Path, root: Path = REPO_ROOT, staff: bool = False) -
     """The kit's shared code and homework ``hw``'s release, as the bundles need them: the grading
     core (``autograder/*.py``) and ``autograder/sandbox/``, chosen by folder; ``autograder/staff/``
     only with ``staff`` (the private Gradescope zip)."""
-    for name in KIT_PACKAGES:
-        copy_tree(root / name, dest / name, root)
+    for path in given_code(root, hw):  # the other homeworks' given code holds this one's answers
+        target = dest / path.relative_to(root)
+        if path.is_dir():
+            copy_tree(path, target, root)
+        elif _shipped(path, root):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     for name in KIT_FILES:
         shutil.copy2(root / name, dest / name)
     (dest / "autograder").mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from autograder.recorded import is_reference_module, recordings_path, stub_sourc
 from utils.deploy.bundle import (KIT_PACKAGES, MIN_SNIPPET_CHARS, REPO_ROOT, SOLUTION_MARKERS, PackagingError,
                                  check_homework, copy_kit, find_text, manifest, render, solution_snippets,
                                  write_zip)
+from utils.deploy import implementations
 from utils.deploy.public_only import FilterError, filter_source
 
 
@@ -90,6 +91,7 @@ def leaks(hw: str, folder: Path, kit_info: dict, root: Path = REPO_ROOT) -> list
     quoted = {f"{q}{name}{q}" for name in kit_cases | kit_titles for q in ('"', "'")}
     found += find_text(folder, set(SOLUTION_MARKERS) | quoted | solution_snippets(hw, root)
                        | reference_lines(hw, root))
+    found += implementations.find(hw, folder)  # shipped code that passes a graded unit's public checks
     return found
 
 
