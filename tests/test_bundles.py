@@ -268,3 +268,32 @@ def test_every_homework_student_kit_builds_without_reference_code_and_grades(hw,
     solved = _pytest_in(kit, tmp_path)
     not_full = [(t["name"], t["output"][:300]) for t in solved["tests"] if t["score"] != t["max_score"]]
     assert solved["score"] == solved["max_score"] == public_max, not_full
+
+
+GIVEN_ANSWER = '''import torch
+
+
+def overlap_ratio(box_a, box_b):
+    """A helper a kit author might add: it happens to be the jaccard exercise."""
+    lo = torch.maximum(box_a[:, None, :2], box_b[None, :, :2])
+    hi = torch.minimum(box_a[:, None, 2:], box_b[None, :, 2:])
+    inter = (hi - lo).clamp(min=0).prod(dim=2)
+    size_a = (box_a[:, 2:] - box_a[:, :2]).prod(dim=1)
+    size_b = (box_b[:, 2:] - box_b[:, :2]).prod(dim=1)
+    return inter / (size_a[:, None] + size_b[None, :] - inter)
+'''
+
+
+def test_student_kit_refuses_given_code_that_answers_an_exercise(tmp_path):
+    """A shipped function with a graded answer's parameters that passes its public checks is a
+    leak, whatever its name or text."""
+    kit = tmp_path / "kit"
+    for name in ("autograder", "assignments", "solutions", "detector", "data", "utils"):
+        shutil.copytree(REPO_ROOT / name, kit / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("requirements.txt", "pytest.ini"):
+        shutil.copy2(REPO_ROOT / name, kit / name)
+    (kit / "utils" / "box_helpers.py").write_text(GIVEN_ANSWER)
+    with pytest.raises(PackagingError, match=r"utils\.box_helpers\.overlap_ratio passes every public check "
+                                             r"of jaccard") as err:
+        student.build(HW, tmp_path / "out", root=kit)
+    assert "of intersect" not in str(err.value)  # same parameters, other answer: its checks fail
