@@ -176,3 +176,25 @@ def test_deform_conv_becomes_onnx_deformconv(tmp_path):
         got = sess.run(None, {"x": x.numpy()})[0]
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_check_fails_on_a_graph_of_other_weights(pictures, tmp_path, monkeypatch, capsys):
+    """A graph that does not compute the PyTorch model's outputs fails the check; the CLI exits 1."""
+    import utils.export as export_module
+
+    net, _ = untrained_model("retinaface", "mobilenet0.25", image=pictures[1])
+    path = export("retinaface", net, tmp_path / "retinaface.onnx")
+    with torch.no_grad():
+        last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]   # a head's output conv
+        last.bias.add_(0.01)                          # the PyTorch model moves on; the file does not
+    result = check("retinaface", net, path, "mobilenet0.25", pictures[:1],
+                   conf_thresh=separating_threshold("retinaface", net, "mobilenet0.25", pictures[0], count=20))
+    assert result.raw_difference > RAW_LIMIT and not result.passed
+
+    failed = export_module.CheckResult(images=1, forward_passes=1, raw_difference=1.0, identical_images=0,
+                                       detections=3, box_difference=5.0, score_difference=0.1)
+    monkeypatch.setattr(export_module, "check", lambda *args, **kwargs: failed)
+    assert run(main, ["--model", "retinaface", "--random-weights", "--out", str(tmp_path / "x.onnx"),
+                      "--check", "--images", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "(limit 0.0001): FAILED" in out and "identical on 0/1 images" in out
