@@ -2,7 +2,8 @@
 
     python -m utils.export --model retinaface [--cfg mobilenet0.25] --weights W.pth --out F.onnx [--check]
     python -m utils.export --model tinaface --random-weights --out /tmp/tina.onnx --check   (untrained: testing)
-        [--impl solutions|DIR] [--data outputs/data] [--images 20] [--opset 19] [--debug]
+        [--impl solutions|DIR] [--data outputs/data] [--images 20] [--conf C] [--threads N] [--opset 19]
+        [--debug]
 
 The graph's input is ``images`` [B, 3, H, W] float32: BGR pixels minus the mean colour (104, 117, 123),
 as ``utils.inference.Detector.prepare`` makes them; batch, height and width are dynamic (one file serves
@@ -31,16 +32,23 @@ does for the PyTorch model.
 each image at its own size: once with the PyTorch model, once with the exported part run by onnxruntime
 and the rest in PyTorch. It prints the largest difference of the raw outputs of the exported part over
 every forward pass (limit ``RAW_LIMIT`` = 1e-4) and whether the detections after the kit's
-post-processing are identical (same count and order; boxes and landmarks within ``DETECTION_PX``
-pixels, scores within ``SCORE_ATOL``). It exits 1 when either fails, 2 on a user error.
+post-processing are identical (same count; each detection pairs with one of the other run within
+``DETECTION_PX`` pixels (boxes, landmarks) and ``SCORE_ATOL`` (score), so the order can differ only
+among scores that close: ``compare_detections``). It exits 1 when either fails, 2 on a user error.
 
 Without ``--weights``, ``--random-weights`` must be given (for testing the export): the model's seeded
 initialisation, with seeded noise added to every parameter that is constant at initialisation
 (``randomise_constants``: zero DCN offset convolutions, zero-initialised residual norms, zero box
-heads...), which would otherwise hide most of the graph from the check.
+heads...), which would otherwise hide most of the graph from the check; BatchNorm scaled on the crowd
+photo where the raw outputs reach hundreds (R-FCN's ResNet: ``untrained_model``). Its check keeps the
+candidates above the 50th best detection on the crowd photo (``separating_threshold``; ``--conf`` sets
+another): an untrained model scores nearly every prior alike, and rounding breaks near-ties either way.
 
 The exporter is PyTorch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it needs
-no package beyond ``onnx``; the newer ``dynamo=True`` exporter needs ``onnxscript`` as well.
+no package beyond ``onnx`` and a custom operator's conversion is one registered function; the newer
+``dynamo=True`` exporter (PyTorch's default since 2.9) needs ``onnxscript`` and a translation table for
+``deform_conv2d``. PyTorch marks the TorchScript exporter deprecated: a release that removes it will
+need that switch.
 """
 from __future__ import annotations
 
@@ -482,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="candidate score threshold of --check (default: the detector's own; with "
                              f"--random-weights: between the {RANDOM_DETECTIONS}th and next best "
                              "detection on the crowd photo)")
-    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}: the first with DeformConv)")
     parser.add_argument("--threads", type=int, help="PyTorch and onnxruntime threads (default: PyTorch's)")
     args = parser.parse_args(argv)
     if args.threads:
