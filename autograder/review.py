@@ -29,6 +29,8 @@ REACHING_ATTRIBUTES = {
     "__code__", "__globals__", "__closure__", "__builtins__", "__subclasses__", "__dict__", "modules",
     "settrace", "setprofile", "reload", "get_referrers", "get_objects", "_disable_current_modes",
     "_ExcludeDispatchKeyGuard", "_C", "dlopen", "CDLL",
+    # a second, unwatched copy of a module: mod.__spec__.loader.exec_module(new), importlib.util
+    "__spec__", "__loader__", "loader", "exec_module", "module_from_spec", "spec_from_file_location",
 }
 REACHING_CALLS = {"exec", "eval", "compile", "__import__", "breakpoint", "globals"}
 LIBRARIES = ("torch", "torchvision", "numpy")   # their private names (``_x``) are internals
@@ -85,10 +87,16 @@ def findings(source: str) -> list[tuple[int, str]]:
             if isinstance(node.func, ast.Name) and node.func.id in REACHING_CALLS:
                 found.add((node.lineno, f"calls {node.func.id}()"))
             elif isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr", "delattr") \
-                    and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
-                    and isinstance(node.args[1].value, str) and (node.args[1].value.startswith("_")
-                                                                 or node.args[1].value in REACHING_ATTRIBUTES):
-                found.add((node.lineno, f"{node.func.id}(..., {node.args[1].value!r})"))
+                    and len(node.args) >= 2:
+                name = node.args[1]
+                if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                    # '_disable' + '_current_modes': a name spelled out of constants hides what it
+                    # reaches; so does any computed name on a library (getattr(self, f"layer{k}") is fine)
+                    spelled = not any(isinstance(n, ast.Name) for n in ast.walk(name))
+                    if spelled or _root_name(node.args[0]) in aliases:
+                        found.add((node.lineno, f"{node.func.id}() with a computed attribute name"))
+                elif name.value.startswith("_") or name.value in REACHING_ATTRIBUTES:
+                    found.add((node.lineno, f"{node.func.id}(..., {name.value!r})"))
     return sorted(found)
 
 

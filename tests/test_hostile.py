@@ -868,11 +868,8 @@ WATCH_OFF = {
 }
 # The attacks that get through (the unit keeps its points and the review does not list the cell).
 WATCH_OFF_HOLES: dict[tuple[str, str], str] = {
-    ("retinaface", "fresh_module_copy"): "focal_loss: a fresh copy of the library module (type(mod)(mod.__name__); mod.__spec__.loader.exec_module(new)) holds unwatched functions: torchvision.ops.focal_loss.sigmoid_focal_loss runs unseen (the by-name watch wraps the old module's function objects only) and autograder.review does not list the cell (__spec__, loader, exec_module are in none of its lists)",
-    ("rfcn", "fresh_module_copy"): "ohem_select: a fresh copy of the library module (type(mod)(mod.__name__); mod.__spec__.loader.exec_module(new)) holds unwatched functions: torchvision.ops.boxes.box_iou runs unseen (the by-name watch wraps the old module's function objects only, and box_iou reaches no torch.ops op) and autograder.review does not list the cell (__spec__, loader, exec_module are in none of its lists)",
-    ("tinaface", "fresh_module_copy"): "sigmoid_focal_loss: a fresh copy of the library module (type(mod)(mod.__name__); mod.__spec__.loader.exec_module(new)) holds unwatched functions: torchvision.ops.focal_loss.sigmoid_focal_loss runs unseen (the by-name watch wraps the old module's function objects only) and autograder.review does not list the cell (__spec__, loader, exec_module are in none of its lists)",
-    ("rfcn", "modes_spelled_out"): "rfcn: _disable_current_modes reached by getattr with computed names (getattr(getattr(torch, 'utils'), '_python' + '_dispatch'), '_disable' + '_current_modes'): torch.ops.torchvision.ps_roi_pool runs unseen by the dispatch mode, and autograder.review does not list the cell (it checks getattr only with a constant string)",
-    ("tinaface", "modes_spelled_out"): "deform_sampling: _disable_current_modes reached by getattr with computed names (getattr(getattr(torch, 'utils'), '_python' + '_dispatch'), '_disable' + '_current_modes'): torch.ops.torchvision.deform_conv2d runs unseen by the dispatch mode, and autograder.review does not list the cell (it checks getattr only with a constant string)",
+    # none today: a fresh module copy (__spec__.loader.exec_module) and getattr with a computed name are
+    # listed by the staff review; the op's native kernel is gone from a unit that must write it
 }
 _WATCH_OFF_GRADED: dict[str, dict[str, dict]] = {}
 

@@ -27,11 +27,15 @@ ATTACKS = {
     "a subprocess": "import subprocess\nsubprocess.run(['cat', '/etc/passwd'])",
     "code objects": "nms.__code__ = other.__code__",
     "exec": "exec(payload)",
+    "a fresh, unwatched module copy": "new = type(mod)(mod.__name__)\nmod.__spec__.loader.exec_module(new)",
+    "a name spelled out of constants": "pd = getattr(getattr(torch, 'utils'), '_python' + '_dispatch')",
+    "a computed name on a library": "f = getattr(torchvision.ops, name)",
 }
 CLEAN = [
     "def jaccard(a, b):\n    inter = intersect(a, b)\n    return inter / (area(a)[:, None] + area(b) - inter)",
     "class L2Norm(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n        self._eps = 1e-10",
     "import math\nimport torch.nn.functional as F\nx = F.relu(torch.zeros(3))",
+    "for k in range(4):\n    for block in getattr(self, f'layer{k + 1}'):\n        block.conv2 = conv",
 ]
 
 

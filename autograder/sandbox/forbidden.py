@@ -8,7 +8,10 @@ Two nets, both only open while the student's code runs (never while the kit buil
   too;
 - at the dispatcher: ``torch.ops`` names (``torch.ops.torchvision.nms``) are watched by a
   TorchDispatchMode, which sees the op however it was reached (a re-imported module, an alias of
-  ``torch.ops``, torchvision's own wrapper).
+  ``torch.ops``, torchvision's own wrapper);
+- and under it, in the grading worker, the op's native kernels are replaced by one that records the
+  call and raises (``remove_kernels``): what the exercise asks for is not there to call, even by
+  code that switched the two watches above off.
 
 It runs in the forked child of one unit, so the changes die with it.
 """
@@ -18,12 +21,14 @@ import importlib
 import linecache
 import sys
 import types
+import warnings
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 HOOK_GLOBAL = "__facekit_forbidden_hooks__"
+KERNEL_KEYS = ("CPU", "CUDA")          # where torchvision registers its native kernels
 TORCH_OPS_PREFIX = "torch.ops."
 
 
@@ -85,6 +90,7 @@ class ForbiddenCalls:
         self._active = False
         self._depth = 0
         self._mode: _Mode | None = None
+        self._libraries: list = []
 
     def record(self, name: str) -> None:
         """Note a call, unless it comes from inside another forbidden call being recorded, or from
@@ -104,6 +110,34 @@ class ForbiddenCalls:
                     and not obj.__code__.co_filename.startswith("<forbidden "):  # never wrapped twice
                 seen.add(id(obj))
                 self._wrap(obj, name)
+
+    def remove_kernels(self) -> list[str]:
+        """Replace the native CPU and CUDA kernels of the watched ``torch.ops`` by one that records
+        the call and raises, so no trick that switches the Python watch off (a dispatch mode
+        popped, a dispatch key excluded, a module reloaded) reaches the library's computation.
+        Only in the forked child of one unit: a kernel cannot be put back. An op that a unit this
+        one calls also forbids keeps its kernel (that unit's call is charged there, once, and this
+        unit must still run). Returns the ops removed."""
+        kept = {obj._qualified_op_name for names in self.charged_elsewhere.values() for name in names
+                if isinstance(obj := _resolve(name), torch._ops.OpOverloadPacket)}
+        removed = []
+        for qualified, name in self.ops.items():
+            if qualified in kept:
+                continue
+            namespace, op = qualified.split("::")
+            library = torch.library.Library(namespace, "IMPL")
+
+            def refuse(*args, _name=name, **kwargs):
+                self.record(_name)
+                raise RuntimeError(f"{_name} is not available while this exercise is graded: "
+                                   f"write the computation yourself")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "overriding a previously registered kernel"
+                for key in KERNEL_KEYS:
+                    library.impl(op, refuse, key)
+            self._libraries.append(library)  # a Library's registrations last as long as it does
+            removed.append(qualified)
+        return removed
 
     def uninstall(self) -> None:
         """Give every wrapped function its own code back (the worker's child never needs this: its
