@@ -207,8 +207,9 @@ def test_misplaced_priors_equal_pal_priors_for_correct_taps(code):
     module = adapter("dsfd")
     hw = module.load_homework(code)
     cfg = get_config("efficientnet_b0_lite")
-    assert torch.allclose(module.misplaced_priors(cfg, (256, 384)), torch.stack(hw.pal_priors(cfg, (256, 384))))
-    project = module.misplaced_priors(get_config("efficientnet_b0_project"), (640, 640))[1]
+    assert torch.allclose(module.misplaced_priors(cfg, (256, 384), hw.pal_priors),
+                          torch.stack(hw.pal_priors(cfg, (256, 384))))
+    project = module.misplaced_priors(get_config("efficientnet_b0_project"), (640, 640), hw.pal_priors)[1]
     level0 = project[:40 * 40]
     assert math.isclose(float(level0[:, 0].max()), 39.5 * 4 / 640, rel_tol=1e-6)   # a quarter of the image
 

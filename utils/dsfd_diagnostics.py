@@ -79,13 +79,14 @@ def matches_per_face(faces: torch.Tensor, priors: torch.Tensor,
     return counts, assigned
 
 
-def anchor_grid(cfg: dict, image_size) -> dict:
-    """Anchors of both shots for ``image_size`` (H, W) as ``misplaced_priors`` builds them (one per cell
-    of each real source map, centred with the configured steps) and, per anchor, its ``level`` [P] and
+def anchor_grid(cfg: dict, image_size, pal_priors) -> dict:
+    """Anchors of both shots for ``image_size`` (H, W) as ``misplaced_priors`` builds them from
+    ``pal_priors`` (the notebook's): one per cell of each real source map, centred with the
+    configured steps; and, per anchor, its ``level`` [P] and
     the centre of the feature cell that predicts it, ``cell_xy`` [P, 2] in pixels (real stride), with
     that level's real stride ``cell_stride`` [P]. Correct taps: cell centre == anchor centre."""
     height, width = image_size
-    priors = misplaced_priors(cfg, image_size)
+    priors = misplaced_priors(cfg, image_size, pal_priors)
     levels, cells, strides = [], [], []
     for level, stride in enumerate(cfg["source_strides"]):
         rows, cols = math.ceil(height / stride), math.ceil(width / stride)

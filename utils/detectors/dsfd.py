@@ -110,28 +110,28 @@ class DsfdAugment:
         return to_tensor(image), torch.from_numpy(normalised)
 
 
-def misplaced_priors(cfg: dict, image_size) -> torch.Tensor:
+def misplaced_priors(cfg: dict, image_size, pal_priors: Callable) -> torch.Tensor:
     """[2, P, 4] anchors of both shots as the course project's PriorBox made them when a source map's
     real stride (``cfg['source_strides']``) differs from its step: one anchor per cell of the real
     map, but centred at ``(j + 0.5) * step / W``, so the level's anchors cover only ``step / stride``
-    of each side (the project's B0 level 0 at 640 px: 40 x 40 cells x 4 px, the top-left quarter)."""
+    of each side (the project's B0 level 0 at 640 px: 40 x 40 cells x 4 px, the top-left quarter).
+    Built from ``pal_priors`` (the notebook's): its anchors for the real strides, centres scaled by
+    step / stride; the kit ships no anchor generator of its own (that is the exercise)."""
     height, width = image_size
-    shots = ([], [])
-    for stride, step, size in zip(cfg["source_strides"], cfg["steps"], cfg["anchor_sizes"]):
-        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-        cy, cx = torch.meshgrid((torch.arange(rows) + 0.5) * step / height,
-                                (torch.arange(cols) + 0.5) * step / width, indexing="ij")
-        for shot, side in zip(shots, (size / 2, size)):
-            wh = torch.tensor([side / width, side / height]).expand(rows * cols, 2)
-            shot.append(torch.cat([cx.reshape(-1, 1), cy.reshape(-1, 1), wh], dim=1))
-    return torch.stack([torch.cat(shots[0]), torch.cat(shots[1])]).float()
+    strides = list(cfg["source_strides"])
+    first, second = pal_priors(dict(cfg, steps=strides), image_size)
+    scale = torch.cat([torch.full((math.ceil(height / stride) * math.ceil(width / stride),), step / stride)
+                       for stride, step in zip(strides, cfg["steps"])])
+    priors = torch.stack([first, second]).float().clone()
+    priors[..., :2] *= scale[:, None]
+    return priors
 
 
 def prior_function(hw: Homework, cfg: dict) -> Callable:
     """``(H, W) -> [2, P, 4]`` both shots' anchors: the notebook's ``pal_priors``, or the project's
     misplaced anchors for a config whose source strides differ from its steps."""
     if list(cfg["source_strides"]) != list(cfg["steps"]):
-        return lambda size: misplaced_priors(cfg, size)
+        return lambda size: misplaced_priors(cfg, size, hw.pal_priors)
     return lambda size: torch.stack(hw.pal_priors(cfg, size))
 
 
