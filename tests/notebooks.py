@@ -83,3 +83,24 @@ def scores_by_unit(results: dict) -> dict[str, tuple[float, float]]:
         s[0] += t["score"]
         s[1] += t["max_score"]
     return {u: (s[0], s[1]) for u, s in out.items()}
+
+
+def public_check_feedback(hw: str, unit: str, namespace: dict) -> dict:
+    """{public test title of ``unit``: its feedback, or None when it passes}, the unit's definitions
+    taken from ``namespace`` and graded in-process as the notebook's check cells grade them."""
+    from autograder.feedback import GradingFailure
+    from autograder.grading import LiveSubmission, graded_tests
+
+    submission = LiveSubmission(hw, namespace)
+    feedback = {}
+    try:
+        for test in graded_tests(hw):
+            if test.graded.unit == unit and test.graded.public:
+                try:
+                    test(submission)
+                    feedback[test.graded.title] = None
+                except GradingFailure as err:
+                    feedback[test.graded.title] = str(err)
+    finally:
+        submission.close()
+    return feedback

@@ -10,13 +10,11 @@ import re
 
 import pytest
 
-from autograder.feedback import GradingFailure
-from autograder.grading import LiveSubmission, graded_tests
 from tests import test_dsfd_feedback as dsfd_fb
 from tests import test_retinaface_feedback as retina_fb
 from tests import test_rfcn_feedback as rfcn_fb
 from tests import test_tinaface_feedback as tina_fb
-from tests.notebooks import REPO_ROOT
+from tests.notebooks import REPO_ROOT, public_check_feedback
 from utils.notebook import load_notebook
 
 
@@ -52,19 +50,7 @@ def public_feedback(hw: str, unit: str, notebook: str, source: str, after: str =
     exec(compile(source, unit, "exec"), namespace)
     if after:
         exec(compile(after, f"{unit} (after)", "exec"), namespace)
-    submission = LiveSubmission(hw, namespace)
-    feedback = {}
-    try:
-        for test in graded_tests(hw):
-            if test.graded.unit == unit and test.graded.public:
-                try:
-                    test(submission)
-                    feedback[test.graded.title] = None
-                except GradingFailure as err:
-                    feedback[test.graded.title] = str(err)
-    finally:
-        submission.close()
-    return feedback
+    return public_check_feedback(hw, unit, namespace)
 
 
 # (hw, unit, notebook, change, code run after the answer); tinaface's come with its own namespace helper

@@ -14,6 +14,21 @@ from autograder.results import SKIPPED, check_result
 from autograder.staff.record_oracles import Recorder
 
 
+def _module(name: str, source: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(source, module.__dict__)
+    return module
+
+
+def _replaying(name: str, payload: dict, tmp_path, monkeypatch) -> types.ModuleType:
+    """The student bundle's stub of module ``name``, replaying ``payload``."""
+    path = tmp_path / "fakehw-oracles.pt.xz"
+    recorded.save_recordings(payload, path)
+    monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
+    monkeypatch.setattr(recorded, "_LOADED", {})
+    return _module(name, recorded.stub_source(name))
+
+
 def test_fingerprint_ignores_last_bit_noise_but_not_a_difference():
     x = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     noisy = x * (1 + 2.0 ** -50)                                      # another machine's rounding
@@ -44,10 +59,9 @@ def test_answers_round_trip():
 
 
 def test_record_then_replay_and_a_miss_is_skipped(tmp_path, monkeypatch):
-    oracle = types.ModuleType("autograder.fakehw.oracles")
-    exec("SCALE = 2.0\n"
-         "def helper(x):\n    return x * SCALE\n"
-         "def answer(x, k=1):\n    return helper(x) + k\n", oracle.__dict__)
+    oracle = _module("autograder.fakehw.oracles", "SCALE = 2.0\n"
+                     "def helper(x):\n    return x * SCALE\n"
+                     "def answer(x, k=1):\n    return helper(x) + k\n")
     recorder = Recorder([oracle])
     recorder.active = True
     x = torch.randn(5)
@@ -56,12 +70,7 @@ def test_record_then_replay_and_a_miss_is_skipped(tmp_path, monkeypatch):
     assert recorder.functions["autograder.fakehw.oracles"] == ["answer", "helper"]
     assert len(recorder.calls) == 1  # the inner helper() call is part of answer(), not recorded apart
 
-    path = tmp_path / "fakehw-oracles.pt.xz"
-    recorded.save_recordings(recorder.payload(), path)
-    monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
-    monkeypatch.setattr(recorded, "_LOADED", {})
-    stub = types.ModuleType("autograder.fakehw.oracles")
-    exec(recorded.stub_source("autograder.fakehw.oracles"), stub.__dict__)
+    stub = _replaying("autograder.fakehw.oracles", recorder.payload(), tmp_path, monkeypatch)
     assert torch.equal(stub.answer(x.clone(), k=3), want) and stub.SCALE == 2.0
     with pytest.raises(recorded.NotRecorded, match="official grader"):
         stub.answer(x + 1, k=3)
@@ -75,34 +84,22 @@ def test_record_then_replay_and_a_miss_is_skipped(tmp_path, monkeypatch):
 
 
 def test_an_out_argument_is_filled_again_on_replay(tmp_path, monkeypatch):
-    oracle = types.ModuleType("autograder.fakehw.oracles")
-    exec("def loss(x, counts=None):\n"
-         "    if counts is not None:\n        counts.update(pos=int((x > 0).sum()))\n"
-         "    return x.sum()\n", oracle.__dict__)
+    oracle = _module("autograder.fakehw.oracles", "def loss(x, counts=None):\n"
+                     "    if counts is not None:\n        counts.update(pos=int((x > 0).sum()))\n"
+                     "    return x.sum()\n")
     recorder = Recorder([oracle])
     recorder.active = True
     x, counts = torch.tensor([1.0, -2.0, 3.0]), {}
     assert oracle.loss(x, counts=counts) == 2.0 and counts == {"pos": 2}
-    path = tmp_path / "fakehw-oracles.pt.xz"
-    recorded.save_recordings(recorder.payload(), path)
-    monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
-    monkeypatch.setattr(recorded, "_LOADED", {})
-    stub = types.ModuleType("autograder.fakehw.oracles")
-    exec(recorded.stub_source("autograder.fakehw.oracles"), stub.__dict__)
+    stub = _replaying("autograder.fakehw.oracles", recorder.payload(), tmp_path, monkeypatch)
     again = {}
     assert stub.loss(x, counts=again) == 2.0 and again == {"pos": 2}
 
 
 def test_a_miss_while_naming_a_found_mistake_keeps_the_failure(tmp_path, monkeypatch):
     from autograder.feedback import GradingFailure
-    oracle = types.ModuleType("autograder.fakehw.mistakes")
-    exec("def hint(got):\n    return 'you forgot the +1'\n", oracle.__dict__)
-    path = tmp_path / "fakehw-oracles.pt.xz"
-    recorded.save_recordings(Recorder([oracle]).payload(), path)  # nothing recorded
-    monkeypatch.setattr(recorded, "recordings_path", lambda hw: path)
-    monkeypatch.setattr(recorded, "_LOADED", {})
-    stub = types.ModuleType("autograder.fakehw.mistakes")
-    exec(recorded.stub_source("autograder.fakehw.mistakes"), stub.__dict__)
+    oracle = _module("autograder.fakehw.mistakes", "def hint(got):\n    return 'you forgot the +1'\n")
+    stub = _replaying("autograder.fakehw.mistakes", Recorder([oracle]).payload(), tmp_path, monkeypatch)  # none
 
     def check():
         try:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from autograder.feedback import GradingFailure
-from autograder.grading import LiveSubmission, graded_tests, load_references
+from autograder.grading import LiveSubmission, load_references
 from autograder.tinaface import checks, oracles
 from autograder.sandbox.transfer import unwrap
 from autograder.units import homework_units
-from tests.notebooks import REPO_ROOT, copy_homework, grade, scores_by_unit, set_answer
+from tests.notebooks import REPO_ROOT, copy_homework, grade, public_check_feedback, scores_by_unit, set_answer
 
 MODEL_NB, BOXES_NB = "1_model.ipynb", "2_anchors_losses.ipynb"
 
@@ -157,19 +157,7 @@ def public_feedback(unit, notebook, edit, needs=()):
     for grade_id in needs:
         exec(compile(answer_source(notebook, grade_id), grade_id, "exec"), namespace)
     exec(compile(edit(answer_source(notebook, unit)), unit, "exec"), namespace)
-    submission = LiveSubmission("tinaface", namespace)
-    feedback = {}
-    try:
-        for test in graded_tests("tinaface"):
-            if test.graded.unit == unit and test.graded.public:
-                try:
-                    test(submission)
-                    feedback[test.graded.title] = None
-                except GradingFailure as err:
-                    feedback[test.graded.title] = str(err)
-    finally:
-        submission.close()
-    return feedback
+    return public_check_feedback("tinaface", unit, namespace)
 
 
 BORDER_REPLICATED = _sub(r"\(weight \* inside\)", "weight")

@@ -8,39 +8,48 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from autograder.grading import references_path
 from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
 from autograder.sandbox.transfer import wrap
-from autograder.units import HOMEWORKS, homework_units
+from autograder.units import HOMEWORKS, Case, homework_units
 
 
-def make_references(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
-    units = homework_units(hw)
+def solution_outputs(hw: str, solutions: Path, keep: Callable[[Case], bool]) -> dict[tuple[str, str], Any]:
+    """{(unit, case): the solution's output} for every case ``keep`` accepts, from the sandboxed
+    worker that grades students; every case must run cleanly (SystemExit listing what did not)."""
     sandbox = Sandbox(hw, solutions / hw, solutions / hw, unit_timeout=600)
-    references, failures = {}, []
+    outputs, failures = {}, []
     try:
         sandbox.start()
-        for gid in units:
+        for gid, unit in homework_units(hw).items():
             run = sandbox.run(gid)
             if run.status != "ok":
                 failures.append(f"{gid}: {run.status}: {run.detail}")
                 continue
-            references[gid] = {}
-            for name, result in run.cases.items():
-                if result.ok and not units[gid].case(name).reference:
-                    continue
-                if result.ok:  # stored tagged, so numpy arrays survive weights_only loading
-                    references[gid][name] = wrap(result.value)
-                else:
-                    failures.append(f"{gid} / {name}: {result.kind}: {result.message}")
+            for case in unit.cases:
+                result = run.cases.get(case.name)
+                if result is None or not result.ok:
+                    failures.append(f"{gid} / {case.name}: {result.kind if result else 'no result'}: "
+                                    f"{result.message if result else ''}")
+                elif keep(case):
+                    outputs[gid, case.name] = result.value
     finally:
         sandbox.close()
     if failures or sandbox.problems:
-        raise SystemExit("the solutions do not run cleanly; references not written:\n  "
+        raise SystemExit("the solutions do not run cleanly; nothing written:\n  "
                          + "\n  ".join(sandbox.problems + failures))
+    return outputs
+
+
+def make_references(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
+    """{unit: {case: output, wrapped}} for the cases whose outputs are stored (``Case.reference``)."""
+    references = {gid: {} for gid in homework_units(hw)}
+    for (gid, name), value in solution_outputs(hw, solutions, lambda case: case.reference).items():
+        references[gid][name] = wrap(value)  # tagged, so numpy arrays survive weights_only loading
     return references
 
 

@@ -28,8 +28,9 @@ import torch
 from autograder import feedback as fb
 from autograder.grading import Submission, graded_tests
 from autograder.recorded import answer, encode, fingerprint, import_reference_modules, recordings_path, save_recordings
-from autograder.sandbox.supervisor import REPO_ROOT, Sandbox
-from autograder.units import HOMEWORKS, homework_units
+from autograder.sandbox.supervisor import REPO_ROOT
+from autograder.staff.make_references import solution_outputs
+from autograder.units import HOMEWORKS
 
 OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
 
@@ -149,31 +150,6 @@ def _one_part(value: Any) -> list[Callable[[Any], Any]]:
     return []
 
 
-def solution_outputs(hw: str, solutions: Path) -> dict[tuple[str, str], Any]:
-    """{(unit, public case): the solution's output}, from the sandboxed worker."""
-    sandbox = Sandbox(hw, solutions / hw, solutions / hw, unit_timeout=600)
-    outputs, failures = {}, []
-    try:
-        sandbox.start()
-        for gid, unit in homework_units(hw).items():
-            run = sandbox.run(gid)
-            for case in unit.cases:
-                result = run.cases.get(case.name)
-                if not case.public:
-                    continue
-                if run.status != "ok" or result is None or not result.ok:
-                    failures.append(f"{gid} / {case.name}: {run.status} {run.detail or ''} "
-                                    f"{result.message if result else ''}".strip())
-                else:
-                    outputs[gid, case.name] = result.value
-    finally:
-        sandbox.close()
-    if failures or sandbox.problems:
-        raise SystemExit("the solutions do not run cleanly; nothing recorded:\n  "
-                         + "\n  ".join(sandbox.problems + failures))
-    return outputs
-
-
 def _run(test: Callable, submission: RecordingSubmission) -> BaseException | None:
     try:
         test(submission)
@@ -187,7 +163,7 @@ def _run(test: Callable, submission: RecordingSubmission) -> BaseException | Non
 def record(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
     modules = import_reference_modules(hw)           # patched before any check imports them by name
     recorder = Recorder(modules)
-    outputs = solution_outputs(hw, solutions)         # inputs of hidden cases are built here: not recorded
+    outputs = solution_outputs(hw, solutions, lambda case: case.public)  # hidden inputs: not recorded
     recorder.active = True
     units = RecordingSubmission(hw, outputs).units
     with tempfile.TemporaryDirectory(prefix="record-inputs-") as tmp:
