@@ -44,10 +44,12 @@ check-release: $(STAMP)
 	$(PY) -m utils.release check
 
 ## references: regenerate autograder/references/*.pt by running the solutions, then record the
-##             oracles' answers the student bundle's public checks replay (<hw>-oracles.pt.xz)
+##             oracles' answers the student bundle's public checks replay (<hw>-oracles.pt.xz) and
+##             the solutions' calls into their dependencies that charge-once replays (<hw>-calls.pt.xz)
 references: $(STAMP)
 	$(PY) -m autograder.staff.make_references
 	$(PY) -m autograder.staff.record_oracles
+	$(PY) -m autograder.staff.record_calls
 
 ## solutions: execute a homework's solution notebooks into outputs/solutions/<hw>/
 ##            (make solutions HW=dsfd PARAMS="DEVICE='cuda'")

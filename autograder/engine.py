@@ -13,6 +13,7 @@ with ``autograder.results``, so the same submission gets the same results.json f
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from autograder.grading import SandboxSubmission, graded_tests
+from autograder.replayed import CALLS_NAME, calls_path, stand_in
 from autograder.results import CheckResult, Report, check_result, merge_regrade, order_checks, regrade_plan
 from autograder.review import review
 from autograder.sandbox.supervisor import DEFAULT_MEMORY_GB, DEFAULT_UNIT_TIMEOUT, REPO_ROOT, Sandbox
@@ -139,7 +141,9 @@ def charge_once(report: Report, folder: Path, options: Options) -> None:
         groups.setdefault(regrade.dependencies, []).append(regrade)
     for deps, regrades in groups.items():
         with tempfile.TemporaryDirectory(prefix="charge-once-") as tmp:
-            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference))
+            calls = calls_path(report.hw)
+            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference),
+                                          calls if calls.is_file() else None)
             checks, _ = run_checks(report.hw, hybrid, options, units={r.unit for r in regrades})
         for regrade in regrades:
             merge_regrade(report, regrade, [c for c in checks if c.unit == regrade.unit])
@@ -173,16 +177,23 @@ def grade_staged(hw: str, folder: Path, notes: list[str], options: Options) -> R
 
 
 def with_reference_cells(folder: Path, dest: Path, replace: tuple[str, ...], units: dict[str, Unit],
-                         reference_dir: Path) -> Path:
-    """A copy of the submission ``folder`` in ``dest`` whose answer cells ``replace`` come from the
-    notebooks in ``reference_dir``."""
+                         reference_dir: Path, calls: Path | None = None) -> Path:
+    """A copy of the submission ``folder`` in ``dest`` whose answer cells ``replace`` are the
+    reference's: with ``calls`` (the recorded calls, ``autograder.replayed``), a cell of functions
+    becomes a stand-in that replays the reference's answers, so no model answer's code reaches the
+    worker; a cell that defines a class is the reference cell from ``reference_dir``."""
     dest.mkdir(parents=True)
     for path in folder.glob("*.ipynb"):
         (dest / path.name).write_bytes(path.read_bytes())
+    if calls is not None:
+        shutil.copy2(calls, dest / CALLS_NAME)
     for gid in sorted(replace):
         name = units[gid].notebook
         reference = json.loads((reference_dir / name).read_text(encoding="utf-8"))
         cells = [c for c in reference["cells"] if _grade_id(c) == gid]
+        replayed = stand_in("".join(cells[-1].get("source", ""))) if calls is not None and cells else None
+        if replayed is not None:
+            cells = [dict(cells[-1], source=replayed, outputs=[])]
         target = dest / name
         try:
             nb = json.loads(target.read_text(encoding="utf-8"))

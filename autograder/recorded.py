@@ -170,12 +170,33 @@ def decode(tree: Any) -> Any:
     raise ValueError(f"unknown recorded kind {kind!r}")
 
 
+def record_call(fn: Callable, args: tuple, kwargs: dict, strict: bool = True) -> tuple[Any, dict | None]:
+    """(result, recording) of ``fn(*args, **kwargs)``: the encoded result, and every dict, list or
+    tensor argument the call changed (an out-argument: ``counts=``, a target filled in place).
+    A result that cannot be stored raises TypeError, or with ``strict=False`` gives recording None."""
+    mutable = {k: v for k, v in {**dict(enumerate(args)), **kwargs}.items()
+               if isinstance(v, (dict, list, torch.Tensor))}
+    before = {k: fingerprint("", (v,), {}) for k, v in mutable.items()}
+    result = fn(*args, **kwargs)
+    try:
+        filled = {str(k): encode(v) for k, v in mutable.items() if fingerprint("", (v,), {}) != before[k]}
+        return result, {"result": encode(result), "filled": filled}
+    except TypeError:
+        if strict:
+            raise
+        return result, None
+
+
 def answer(call: dict, args: tuple, kwargs: dict) -> Any:
-    """A recorded call's result; a dict or list argument it filled (``counts=``) is filled again."""
-    for where, tree in call["filled"].items():
+    """A recorded call's result; an argument it filled (``counts=``, a tensor written in place) is
+    filled again."""
+    for where, tree in call.get("filled", {}).items():
         target = args[int(where)] if where.isdigit() else kwargs[where]
         value = decode(tree)
-        if isinstance(target, dict):
+        if isinstance(target, torch.Tensor):
+            with torch.no_grad():
+                target.copy_(value)
+        elif isinstance(target, dict):
             target.clear()
             target.update(value)
         else:

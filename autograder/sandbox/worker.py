@@ -331,6 +331,9 @@ def _serve(args, worker: _Worker, protocol: _Protocol) -> None:
 
     os.environ[RELEASE_ENV] = str(args.release.resolve())
     os.environ[SKIP_ENV] = args.skip
+    from autograder import replayed
+    if (args.submission / replayed.CALLS_NAME).is_file():  # a charge-once re-grade: stand-ins replay from it
+        replayed.CALLS_FILE = args.submission / replayed.CALLS_NAME
     units = homework_units(args.hw)
     skip = frozenset(s for s in args.skip.split(",") if s)
     modules, loads, problems = {}, {}, []

@@ -27,7 +27,8 @@ import torch
 
 from autograder import feedback as fb
 from autograder.grading import Submission, graded_tests
-from autograder.recorded import answer, encode, fingerprint, import_reference_modules, recordings_path, save_recordings
+from autograder.recorded import (answer, encode, fingerprint, import_reference_modules, record_call,
+                                 recordings_path, save_recordings)
 from autograder.sandbox.supervisor import REPO_ROOT
 from autograder.staff.make_references import solution_outputs
 from autograder.units import HOMEWORKS
@@ -67,17 +68,11 @@ class Recorder:
                 return fn(*args, **kwargs)
             key = fingerprint(qualified, args, kwargs)
             if key not in self.calls:
-                containers = {k: v for k, v in {**dict(enumerate(args)), **kwargs}.items()
-                              if isinstance(v, (dict, list))}
-                before = {k: fingerprint("", (v,), {}) for k, v in containers.items()}
                 self._depth += 1
                 try:
-                    result = fn(*args, **kwargs)
+                    _, self.calls[key] = record_call(fn, args, kwargs)
                 finally:
                     self._depth -= 1
-                filled = {str(k): encode(v) for k, v in containers.items()  # an out-argument (counts=)
-                          if fingerprint("", (v,), {}) != before[k]}
-                self.calls[key] = {"result": encode(result), "filled": filled}
             return answer(self.calls[key], args, kwargs)
         return recorded
 

@@ -2,8 +2,9 @@
 
 Gradescope unpacks the zip into /autograder/source, runs ``setup.sh`` once to build the image and
 ``run_autograder`` for each submission. The zip is private (only course staff upload it), so it
-holds every check, the full references and the solutions' notebooks (``solutions/<hw>/``), with
-which a unit whose dependency fails is graded again (a mistake is charged once).
+holds every check, the full references, the solutions' notebooks (``solutions/<hw>/``) and the
+calls the solutions made into their dependencies, with which a unit whose dependency fails is graded
+again (a mistake is charged once; ``autograder.replayed``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def build(hw: str, out_dir: Path, root: Path = REPO_ROOT) -> Path:
         copy_kit(hw, folder, root, staff=True)
         copy_tree(root / "autograder" / hw, folder / "autograder" / hw, root)
         (folder / "autograder" / "references").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / "autograder" / "references" / f"{hw}.pt", folder / "autograder" / "references")
+        for name in (f"{hw}.pt", f"{hw}-calls.pt.xz"):  # the references; the calls charge-once replays
+            shutil.copy2(root / "autograder" / "references" / name, folder / "autograder" / "references")
         copy_tree(root / "solutions" / hw, folder / "solutions" / hw, root)
         render("gradescope_setup.sh", folder / "setup.sh", hw, executable=True)
         render("gradescope_run_autograder", folder / "run_autograder", hw, executable=True)
