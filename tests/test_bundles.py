@@ -65,6 +65,7 @@ def test_student_kit_holds_nothing_hidden_or_solved(student_kit):
             "autograder/conftest.py", f"autograder/{HW}/cases.py"} <= set(files)
     assert not (student_kit / "solutions").exists()
     assert not (student_kit / "autograder" / "staff").exists()  # the bundle is chosen by folder
+    assert not (student_kit / "autograder" / "references" / f"{HW}-calls.pt.xz").exists()  # staff-side
     assert (student_kit / "autograder" / "sandbox" / "worker.py").is_file()
     hidden, public = _hidden_and_public()
     snippets = solution_snippets(HW)
