@@ -2,7 +2,7 @@
 on the embedded dataset, on the CPU, and report its WIDER FACE AP.
 
     python -m utils.demo [--model retinaface|dsfd|...] [--out outputs/demo] [--data outputs/data]
-        [--iterations N] [--fresh]
+        [--iterations N] [--threads 2] [--fresh]
 
 1. the embedded dataset is generated into ``--data`` unless it is already there;
 2. dataset figures: face heights, face-centre heatmap, the first training images with their faces;
@@ -13,6 +13,13 @@ on the embedded dataset, on the CPU, and report its WIDER FACE AP.
 4. loss curves (every 20 iterations), then every validation image is detected at its original
    size and scored with the official WIDER protocol: PR curves and AP easy / medium / hard;
 5. detections drawn on validation images, and ``summary.md`` with the figures and the AP.
+
+Reproducibility: on one machine, a run is bit-for-bit repeatable for a given number of torch
+threads (``--threads``, default ``DEMO_THREADS``: the reference machine's 2, whatever the number of
+cores): data generation, the data order, the augmentation and the initialisation are seeded and
+independent of the DataLoader workers, but the CPU kernels' float reductions are split per thread
+and per instruction set, so another thread count, or another CPU (AVX2 vs AVX-512 oneDNN kernels),
+trains different weights. ``summary.md`` records the seed, the threads and the CPU capability.
 """
 from __future__ import annotations
 
@@ -40,6 +47,15 @@ SHOWN_IMAGES = 4                      # images drawn in the dataset and detectio
 SHOWN_SCORE = 0.5                     # detections drawn on the validation images score at least this
 # The run's settings beside each model's own budget (its adapter's DEMO: iterations, batch, lr, crop).
 DEMO_RUN = dict(num_workers=1, seed=0, device="cpu", ckpt_every=100, keep_last=2, log_every=50)
+# torch intra-op threads of the training and evaluation: the README's APs were measured with 2 (the
+# reference machine's 2 cores); the losses and the AP change with this number (see the docstring).
+DEMO_THREADS = 2
+
+
+def machine_line() -> str:
+    """The settings a run's numbers depend on beyond the seed: threads, CPU kernels, versions."""
+    return (f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}")
 
 
 def _step(message: str) -> None:
@@ -101,7 +117,7 @@ def detection_figure(detector, root: Path, out: Path) -> None:
 
 
 def write_summary(out: Path, title: str, stats: dict, ap: dict, val_images: int, config: TrainConfig,
-                  crop: int, checkpoint: str, timings: dict) -> Path:
+                  crop: int, checkpoint: str, timings: dict, command: str) -> Path:
     lines = [
         f"# Demo: {title} trained from scratch on the embedded dataset", "",
         "| setting | AP |", "|---|---|",
@@ -114,9 +130,14 @@ def write_summary(out: Path, title: str, stats: dict, ap: dict, val_images: int,
         "## Training",
         f"{config.max_iterations} iterations of {config.batch_size} crops of {crop} px, "
         f"{config.optimizer.upper()} lr {config.lr} ({config.schedule}, {config.warmup_iterations} "
-        f"warmup), weight decay {config.weight_decay}, seed {config.seed}.", "",
+        f"warmup), weight decay {config.weight_decay}, seed {config.seed}, "
+        f"{config.num_workers} DataLoader worker(s).", "",
+        "## Reproducibility",
+        f"Seed {config.seed}, {torch.get_num_threads()} torch threads: the same command on the same "
+        f"machine gives the same losses and AP (`{command}`); another thread count or CPU changes "
+        f"the floating-point sums and so the weights and the AP.", "",
         "## Time", *(f"- {k}: {v:.0f} s" for k, v in timings.items()),
-        f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads", "",
+        f"- machine: {machine_line()}", "",
         "## Files",
         "dataset_statistics.png, dataset_examples.png, loss_curves.png, pr_curves.png, detections.png, "
         f"train/train_log.csv, train/checkpoints/, {checkpoint}, predictions/", "",
@@ -132,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: outputs/demo (retinaface), outputs/demo-<model>")
     parser.add_argument("--data", type=Path, default=Path("outputs/data"))
     parser.add_argument("--iterations", type=int, help="default: the model's demo budget")
+    parser.add_argument("--threads", type=int, default=DEMO_THREADS,
+                        help=f"torch threads (default {DEMO_THREADS}, the README's; 0: torch's default, "
+                             f"one per core); the losses and AP depend on it")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier demo run's training")
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        parser.error("--threads must be 0 (torch's default) or a positive number")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     module = adapter(args.model)
     budget = dict(module.DEMO)
     crop = budget.pop("image_size")
@@ -142,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("outputs/demo" if args.model == "retinaface" else f"outputs/demo-{args.model}")
     out.mkdir(parents=True, exist_ok=True)
     timings, started = {}, time.monotonic()
+    command = (f"python -m utils.demo --model {args.model} --threads {torch.get_num_threads()} --fresh"
+               + (f" --iterations {args.iterations}" if args.iterations else "")
+               + (f" --data {args.data}" if args.data != Path("outputs/data") else ""))
+    print(f"seed {DEMO_RUN['seed']}, {machine_line()}; reproduce with: {command}", flush=True)
 
     _step("1/5 data")
     ensure_dataset(args.data, TRAIN_IMAGES, VAL_IMAGES)
@@ -176,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     _step("5/5 summary")
     timings["total"] = time.monotonic() - started
     val_images = len(WiderFaceDataset(args.data, "val"))
-    summary = write_summary(out, title, stats, wider.ap, val_images, config, crop, checkpoint, timings)
+    summary = write_summary(out, title, stats, wider.ap, val_images, config, crop, checkpoint, timings,
+                            command)
     for subset, ap in wider.ap.items():
         print(f"{subset.capitalize()} AP: {ap:.4f}")
     print(f"wrote {summary} and the figures in {out}/ ({timings['total'] / 60:.1f} min)")
