@@ -20,13 +20,7 @@ MODEL = "retinaface"
 LITE = adapter(MODEL).LITE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One PyTorch thread: the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

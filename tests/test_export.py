@@ -27,13 +27,7 @@ MODELS = ("retinaface", "dsfd", "tinaface", "rfcn")
 SIZES = ((128, 256), (384, 256))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One PyTorch thread (onnxruntime's check follows it): the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,10 @@ fingerprint. Staff-side only: never in the student bundle.
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import random
-import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 from typing import Callable
@@ -26,10 +23,11 @@ import numpy as np
 import torch
 
 from autograder.explain import dependency_chain
-from autograder.recorded import encode, fingerprint, record_call, save_recordings
+from autograder.recorded import encode, fingerprint, record_call
+from autograder.staff.record_oracles import record_homeworks
 from autograder.replayed import calls_path
 from autograder.sandbox.supervisor import CASE_SEED, REPO_ROOT
-from autograder.units import HOMEWORKS, homework_units
+from autograder.units import homework_units
 from utils.notebook import read_cells
 
 def defined_functions(notebook: Path, grade_id: str) -> list[str]:
@@ -109,17 +107,8 @@ def record_calls(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("homeworks", nargs="*", default=list(HOMEWORKS))
-    args = parser.parse_args(argv)
-    for hw in args.homeworks:
-        started = time.monotonic()
-        calls = record_calls(hw)
-        path = calls_path(hw)
-        save_recordings(calls, path)
-        print(f"wrote {path.relative_to(REPO_ROOT)}: {sum(len(c) for c in calls.values())} calls of "
-              f"{len(calls)} functions ({path.stat().st_size / 1024:.0f} KiB, "
-              f"{time.monotonic() - started:.0f} s)", file=sys.stderr)
+    record_homeworks(argv, __doc__.splitlines()[0], record_calls, calls_path,
+                     lambda calls: f"{sum(len(c) for c in calls.values())} calls of {len(calls)} functions")
 
 
 if __name__ == "__main__":

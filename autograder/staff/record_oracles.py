@@ -184,17 +184,24 @@ def record(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
     return recorder.payload()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def record_homeworks(argv: list[str] | None, description: str, make: Callable[[str], dict],
+                     path_of: Callable[[str], Path], count: Callable[[dict], str]) -> None:
+    """The command line of the recorders: ``make(hw)`` for each homework named (default all),
+    saved to ``path_of(hw)``, one line each."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("homeworks", nargs="*", default=list(HOMEWORKS))
-    args = parser.parse_args(argv)
-    for hw in args.homeworks:
+    for hw in parser.parse_args(argv).homeworks:
         started = time.monotonic()
-        payload = record(hw)
-        path = recordings_path(hw)
+        payload = make(hw)
+        path = path_of(hw)
         save_recordings(payload, path)
-        print(f"wrote {path.relative_to(REPO_ROOT)}: {len(payload['calls'])} recorded calls "
-              f"({path.stat().st_size / 1024:.0f} KiB, {time.monotonic() - started:.0f} s)", file=sys.stderr)
+        print(f"wrote {path.relative_to(REPO_ROOT)}: {count(payload)} ({path.stat().st_size / 1024:.0f} KiB, "
+              f"{time.monotonic() - started:.0f} s)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    record_homeworks(argv, __doc__.splitlines()[0], record, recordings_path,
+                     lambda payload: f"{len(payload['calls'])} recorded calls")
 
 
 if __name__ == "__main__":
