@@ -139,11 +139,10 @@ def charge_once(report: Report, folder: Path, options: Options) -> None:
     groups: dict[tuple[str, ...], list] = {}
     for regrade in plan:
         groups.setdefault(regrade.dependencies, []).append(regrade)
+    calls = calls_path(report.hw) if calls_path(report.hw).is_file() else None
     for deps, regrades in groups.items():
         with tempfile.TemporaryDirectory(prefix="charge-once-") as tmp:
-            calls = calls_path(report.hw)
-            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference),
-                                          calls if calls.is_file() else None)
+            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference), calls)
             checks, _ = run_checks(report.hw, hybrid, options, units={r.unit for r in regrades})
         for regrade in regrades:
             merge_regrade(report, regrade, [c for c in checks if c.unit == regrade.unit])

@@ -14,6 +14,7 @@ re-grade fails and the unit keeps the score of its own run.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from autograder.recorded import REFERENCES_DIR, answer, decode, fingerprint, load_recordings
+from utils.notebook import top_level_definitions
 
 CALLS_NAME = ".charge-once-calls.pt.xz"   # beside the re-graded submission's notebooks
 RTOL, ATOL = 1e-5, 1e-6
@@ -36,15 +38,10 @@ def calls_path(hw: str) -> Path:
 def stand_in(source: str) -> str | None:
     """The replaying stand-in for an answer cell of ``source``, or None when the cell defines a
     class or nothing to replay (the re-grade then uses the reference cell)."""
-    import ast
-    try:
-        tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-    except SyntaxError:
+    definitions = top_level_definitions(source)
+    if not definitions or any(isinstance(n, ast.ClassDef) for n in definitions):
         return None
-    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    if not names or any(isinstance(n, ast.ClassDef) for n in tree.body):
-        return None
-    return stand_in_source(names)
+    return stand_in_source([n.name for n in definitions])
 
 
 class NotReplayed(RuntimeError):

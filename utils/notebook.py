@@ -21,6 +21,7 @@ Other notebooks use earlier parts with ``import_from_notebook``; when the gradin
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -131,6 +132,16 @@ def _strip_magics(source: str) -> tuple[str, int]:
         if line.startswith(("%", "!")):
             lines[k], count = "", count + 1
     return "\n".join(lines), count
+
+
+def top_level_definitions(source: str) -> list[ast.FunctionDef | ast.ClassDef]:
+    """The functions and classes a cell's source defines at top level, magics left out as the
+    loader leaves them out; none when it does not parse."""
+    try:
+        tree = ast.parse(_strip_magics(source)[0])
+    except SyntaxError:
+        return []
+    return [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
 
 
 def _short_traceback(err: BaseException, filename: str) -> str:

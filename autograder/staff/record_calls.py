@@ -28,15 +28,14 @@ from autograder.staff.record_oracles import record_homeworks
 from autograder.replayed import calls_path
 from autograder.sandbox.supervisor import CASE_SEED, REPO_ROOT
 from autograder.units import homework_units
-from utils.notebook import read_cells
+from utils.notebook import read_cells, top_level_definitions
 
 def defined_functions(notebook: Path, grade_id: str) -> list[str]:
     """Top-level functions the answer cell ``grade_id`` of ``notebook`` defines (classes are not
     replayed: a re-grade uses the reference cell for those)."""
     for cell in read_cells(notebook):
         if cell.grade_id == grade_id:
-            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-            return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+            return [n.name for n in top_level_definitions(cell.source) if isinstance(n, ast.FunctionDef)]
     return []
 
 

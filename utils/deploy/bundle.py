@@ -3,8 +3,8 @@ checks that a bundle leaks nothing (solution text, hidden cases and tests).
 
 The kit's own folders are copied as they are (``detector/``, ``data/``, ``utils/`` without this
 packaging code and without the other homeworks' parts (``utils.homeworks.given_code``), the grading
-core ``autograder/*.py`` and ``autograder/sandbox/``; the Gradescope zip adds ``autograder/staff/``); homework ``hw`` adds ``assignments/<hw>/``,
-``autograder/<hw>/`` and ``autograder/references/<hw>.pt``. Other homeworks' grading is left out,
+core ``autograder/*.py`` and ``autograder/sandbox/``; the Gradescope zip adds ``autograder/staff/``);
+homework ``hw`` adds ``assignments/<hw>/``, ``autograder/<hw>/`` and ``autograder/references/<hw>.pt``. Other homeworks' grading is left out,
 so the bundle's grader finds exactly one homework.
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ from utils.homeworks import GIVEN_PACKAGES, given_code
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-KIT_PACKAGES = GIVEN_PACKAGES
 KIT_FILES = ("requirements.txt", "pytest.ini")
 GRADING_ROOMS = ("sandbox",)                   # autograder/ sub-folders every bundle ships
 STAFF_ROOM = ("staff",)                        # course staff's grading: the Gradescope zip only
@@ -122,7 +121,7 @@ def solution_snippets(hw: str, root: Path = REPO_ROOT) -> set[str]:
     """Lines of the solutions' answers (between the solution markers), long enough to be the model
     answer's own text, that neither the release nor the given packages (which ship on purpose and
     may share a generic line with an answer) contain."""
-    given = [p for name in KIT_PACKAGES for p in (root / name).rglob("*.py") if _shipped(p, root)]
+    given = [p for name in GIVEN_PACKAGES for p in (root / name).rglob("*.py") if _shipped(p, root)]
     released = "\n".join(p.read_text(encoding="utf-8")
                          for p in [*(root / "assignments" / hw).glob("*.ipynb"), *given])
     snippets = set()

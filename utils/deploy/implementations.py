@@ -26,22 +26,16 @@ MIN_MATCHING_PARAMETERS = 2                   # one-argument signatures match to
 
 def graded_definitions(release: Path) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     """{grade_id: [(name, parameter names)]} of the functions and classes each answer cell defines."""
-    from utils.notebook import read_cells
+    from utils.notebook import read_cells, top_level_definitions
     out: dict[str, list] = {}
     for path in sorted(release.glob("*.ipynb")):
         for cell in read_cells(path):
             if not (cell.nbgrader.get("solution") and cell.grade_id):
                 continue
-            try:
-                tree = ast.parse("\n".join(line for line in cell.source.splitlines()
-                                           if not line.lstrip().startswith(("%", "!"))))
-            except SyntaxError:
-                continue
-            for node in tree.body:
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                    params = (tuple(a.arg for a in node.args.args + node.args.kwonlyargs)
-                              if isinstance(node, ast.FunctionDef) else ())
-                    out.setdefault(cell.grade_id, []).append((node.name, params))
+            for node in top_level_definitions(cell.source):
+                params = (tuple(a.arg for a in node.args.args + node.args.kwonlyargs)
+                          if isinstance(node, ast.FunctionDef) else ())
+                out.setdefault(cell.grade_id, []).append((node.name, params))
     return out
 
 

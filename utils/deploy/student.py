@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 from autograder.recorded import is_reference_module, recordings_path, stub_source
-from utils.deploy.bundle import (KIT_PACKAGES, MIN_SNIPPET_CHARS, REPO_ROOT, SOLUTION_MARKERS, PackagingError,
+from utils.deploy.bundle import (MIN_SNIPPET_CHARS, REPO_ROOT, SOLUTION_MARKERS, PackagingError,
                                  check_homework, copy_kit, find_text, manifest, render, solution_snippets,
                                  write_zip)
 from utils.deploy import implementations
 from utils.deploy.public_only import FilterError, filter_source
+from utils.homeworks import GIVEN_PACKAGES
 
 
 def hidden_names(info: dict) -> tuple[set[str], set[str]]:
@@ -103,7 +104,7 @@ def reference_lines(hw: str, root: Path = REPO_ROOT) -> set[str]:
     shipped = "\n".join(p.read_text(encoding="utf-8") for p in package.glob("*.py")
                          if not is_reference_module(p.name))
     given = "\n".join(p.read_text(encoding="utf-8") for p in [
-        *(q for name in KIT_PACKAGES for q in (root / name).rglob("*.py")),
+        *(q for name in GIVEN_PACKAGES for q in (root / name).rglob("*.py")),
         *(root / "assignments" / hw).glob("*.ipynb")])
     lines = set()
     for path in package.glob("*.py"):
