@@ -5,7 +5,7 @@ the names and shapes of a module's state_dict, and notes on what else is wrong i
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -106,6 +106,19 @@ def not_implemented_text(units: dict, unit: str, raised_in: str | None, stubs: l
     where = units[culprit].notebook
     return (f"your {culprit} (answer cell '{culprit}' in {where}) still raises NotImplementedError; "
             f"{unit} calls it, so it cannot be graded until {culprit} is written")
+
+
+@contextlib.contextmanager
+def naming(hint: Callable[[], str | None]):
+    """A comparison failed inside gets the mistake ``hint()`` names added to its feedback (its kind
+    kept); it is raised unchanged when ``hint()`` names none. ``hint`` runs only on a failure."""
+    try:
+        yield
+    except GradingFailure as err:
+        named = hint()
+        if named is None:
+            raise
+        raise GradingFailure(f"{err} — {named}", err.kind) from None
 
 
 @contextlib.contextmanager

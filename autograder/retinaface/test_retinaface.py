@@ -11,7 +11,7 @@ import torchvision
 
 from autograder.retinaface import cases
 from autograder.retinaface import checks, mistakes
-from autograder.explain import noting
+from autograder.explain import naming, noting
 from autograder.feedback import GradingFailure, expect_close, expect_equal
 from autograder.grading import graded
 from autograder.units import case_names
@@ -242,13 +242,8 @@ def _check_nms_oracle(submission, names):
             x = submission.inputs("nms", name)
             expected = torchvision.ops.nms(x["dets"][:, :4], x["dets"][:, 4], x["thresh"])
             got = submission.output("nms", name)
-            try:
+            with naming(lambda: mistakes.nms_hint(got, x["dets"], x["thresh"], expected)):
                 expect_equal(got, expected, name, what="kept indices")
-            except GradingFailure as err:
-                hint = mistakes.nms_hint(got, x["dets"], x["thresh"], expected)
-                if hint is None:
-                    raise
-                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 @graded("nms", 1, "keeps the best of three duplicates")

@@ -6,7 +6,7 @@ the wrong boxes, and step-1 boxes that were not detached."""
 import torch
 import torch.nn.functional as F
 
-from autograder.explain import fail, noting
+from autograder.explain import fail, naming, noting
 from autograder.feedback import GradingFailure, describe, expect_close, expect_equal, expect_tensor
 from autograder.grading import graded
 from autograder.retinaface import cases_cascade as cases
@@ -83,13 +83,8 @@ def _check_targets(submission, name):
     right = _oracle(x)
     pos = right.conf_t != 0
     got = loc.cpu()[pos]
-    try:
+    with naming(lambda: mistakes.diagnose(got, [(_oracle(x, encode_against="corners").loc_t[pos], CORNERS_HINT)])):
         expect_close(got, right.loc_t[pos].to(loc.dtype), name, "loc_t at the step-2 positives")
-    except GradingFailure as err:
-        hint = mistakes.diagnose(got, [(_oracle(x, encode_against="corners").loc_t[pos], CORNERS_HINT)])
-        if hint is None:
-            raise
-        raise GradingFailure(f"{err} — {hint}", err.kind) from None
     expect_close(got, submission.reference("match_cascade", name)[0].cpu()[pos], name,
                  "loc_t at the step-2 positives")
 

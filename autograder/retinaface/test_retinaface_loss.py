@@ -6,7 +6,7 @@ import torchvision
 
 from autograder.retinaface import cases_loss as cases
 from autograder.retinaface import mistakes
-from autograder.explain import noting
+from autograder.explain import naming, noting
 from autograder.feedback import GradingFailure, describe, expect_close
 from autograder.grading import graded
 from autograder.units import case_names
@@ -80,14 +80,9 @@ def _check_focal(submission, names):
         got = submission.output("focal_loss", name)
         if not isinstance(got, tuple) or len(got) != 2:
             raise GradingFailure(f"case '{name}': unexpected result {describe(got)}")
-        try:
+        with naming(lambda: mistakes.focal_hint(got[0], x["inputs"], x["targets"], x["alpha"], x["gamma"],
+                                                x["reduction"])):
             expect_close(got[0], want.detach(), name, what="loss", atol=1e-5)
-        except GradingFailure as err:
-            hint = mistakes.focal_hint(got[0], x["inputs"], x["targets"], x["alpha"], x["gamma"],
-                                       x["reduction"])
-            if hint is None:
-                raise
-            raise GradingFailure(f"{err} — {hint}", err.kind) from None
         if got[1] is None:
             raise GradingFailure(f"case '{name}': no gradient reaches the inputs")
         expect_close(got[1], inputs.grad, name, what="gradient w.r.t. the logits", atol=1e-5)

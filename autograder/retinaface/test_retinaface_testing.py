@@ -8,7 +8,7 @@ are not softmax probabilities) so the feedback can name the mistake.
 import torch
 import torchvision
 
-from autograder.explain import noting
+from autograder.explain import naming, noting
 from autograder.feedback import GradingFailure, describe, expect_close
 from autograder.grading import graded
 from autograder.retinaface import cases_testing as cases
@@ -94,7 +94,7 @@ def check_postprocess(submission, names) -> None:
             x = submission.inputs("postprocess", name)
             got = submission.output("postprocess", name)
             expected = pipeline(x)
-            try:
+            with naming(lambda: mistake_hint(got, x, expected)):
                 if not isinstance(got, (tuple, list)) or len(got) != 3:
                     raise GradingFailure(f"case '{name}': postprocess must return (boxes, scores, "
                                          f"landmarks), got {describe(got)}")
@@ -110,11 +110,6 @@ def check_postprocess(submission, names) -> None:
                         continue
                     # pixels: 1e-3 px is far below anything visible and above float32 rounding
                     expect_close(value, want, name, what=what, rtol=1e-4, atol=1e-3)
-            except GradingFailure as err:
-                hint = mistake_hint(got, x, expected)
-                if hint is None:
-                    raise
-                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 @graded("postprocess", 2, "scores, threshold, decode, your NMS and pixels, best first")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.explain import expect_parameter_shapes, expect_rows, fail, noting
+from autograder.explain import expect_parameter_shapes, expect_rows, fail, naming, noting
 from autograder.feedback import GradingFailure, expect_close, expect_equal, expect_tensor, expect_type
 from autograder.rfcn import oracles
 
@@ -35,13 +35,8 @@ def check_generate_anchors(submission, names) -> None:
                               else got, want):
                 raise fail(name, "the right anchors in scale-major order: the order is ratio-major (for each "
                                  "ratio, every scale)")
-            try:
+            with naming(lambda: box_property_hint(got, want)):
                 expect_close(got, want, name, "anchors", check_dtype=False)
-            except GradingFailure as err:
-                hint = box_property_hint(got, want)
-                if hint is None:
-                    raise
-                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 XY_SWAPPED_HINT = ("x and y are swapped ({what}): rows are (x1, y1, x2, y2), x along the width; a ratio is "
@@ -134,13 +129,8 @@ def check_nms(submission, names) -> None:
                 raise fail(name, "this is Fast NMS (one pass of triu(IoU).max(0)): a box removed by a better "
                                  "box still removes others. Greedy NMS lets only *kept* boxes remove: iterate "
                                  "the step with the kept rows until nothing changes")
-            try:
+            with naming(lambda: nms_property_hint(got, x["boxes"], x["scores"], x["iou_threshold"], want)):
                 expect_equal(got, want, name, what="kept indices (torchvision.ops.nms order)")
-            except GradingFailure as err:
-                hint = nms_property_hint(got, x["boxes"], x["scores"], x["iou_threshold"], want)
-                if hint is None:
-                    raise
-                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 NOT_DESCENDING_HINT = ("the kept boxes are not in descending score order ({how}): sort the scores descending "

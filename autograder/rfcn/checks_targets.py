@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.explain import fail, noting
+from autograder.explain import fail, naming, noting
 from autograder.feedback import GradingFailure, expect_close, expect_equal, expect_type
 from autograder.rfcn import oracles
 from autograder.rfcn.cases_targets import LOSS_KEYS, ROI_STDS
@@ -157,14 +157,9 @@ def check_smooth(submission, names) -> None:
         for name in names:
             x = submission.inputs("smooth_l1", name)
             got = submission.output("smooth_l1", name)
-            try:
+            with naming(lambda: sigma_hint(got, x["x"], x["sigma"])):
                 expect_close(got, oracles.smooth_l1(x["x"], x["sigma"]), name,
                              "smooth L1 (F.smooth_l1_loss with beta = 1 / sigma²)")
-            except GradingFailure as err:
-                hint = sigma_hint(got, x["x"], x["sigma"])
-                if hint is None:
-                    raise
-                raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 SIGMA_HINT = ("your values are the smooth L1 of sigma² = {used:.4g}, not sigma² = {want:.4g}{how}: 0.5 (sigma x)² "
@@ -230,13 +225,8 @@ def check_loss(submission, names) -> None:
             for key in LOSS_KEYS:
                 if key not in got:
                     raise fail(name, f"missing loss {key!r}; expected keys {list(LOSS_KEYS)}")
-                try:
+                with naming(lambda: count_hint(got, want, x)):
                     expect_close(got[key], want[key], name, key)
-                except GradingFailure as err:
-                    hint = count_hint(got, want, x)
-                    if hint is None:
-                        raise
-                    raise GradingFailure(f"{err} — {hint}", err.kind) from None
 
 
 def check_ohem(submission, names) -> None:
