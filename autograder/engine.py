@@ -127,22 +127,22 @@ def run_checks(hw: str, folder: Path, options: Options,
 
 
 def charge_once(report: Report, folder: Path, options: Options) -> None:
-    """Re-grade, with the reference dependencies, each unit that lost points while a unit it calls
-    fails its own checks, and keep the better score (``report`` changes in place). Without
-    ``options.reference_dir`` the plan is recorded (``report.regrades``, none applied)."""
+    """Re-grade, with the failing dependencies' answers replayed (``autograder.replayed``), each unit
+    that lost points while a unit it calls fails its own checks, and keep the better score
+    (``report`` changes in place). Without ``options.reference_dir`` or the recorded calls the plan
+    is recorded (``report.regrades``, none applied)."""
     units = homework_units(report.hw)
     plan = regrade_plan(report, units)
-    reference = options.reference_dir
-    if reference is None or not Path(reference).is_dir():
+    reference, calls = options.reference_dir, calls_path(report.hw)
+    if reference is None or not Path(reference).is_dir() or not calls.is_file():
         report.regrades = plan
         return
     groups: dict[tuple[str, ...], list] = {}
     for regrade in plan:
         groups.setdefault(regrade.dependencies, []).append(regrade)
-    calls = calls_path(report.hw) if calls_path(report.hw).is_file() else None
     for deps, regrades in groups.items():
         with tempfile.TemporaryDirectory(prefix="charge-once-") as tmp:
-            hybrid = with_reference_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference), calls)
+            hybrid = with_replayed_cells(folder, Path(tmp) / folder.name, deps, units, Path(reference), calls)
             checks, _ = run_checks(report.hw, hybrid, options, units={r.unit for r in regrades})
         for regrade in regrades:
             merge_regrade(report, regrade, [c for c in checks if c.unit == regrade.unit])
@@ -175,24 +175,24 @@ def grade_staged(hw: str, folder: Path, notes: list[str], options: Options) -> R
     return report
 
 
-def with_reference_cells(folder: Path, dest: Path, replace: tuple[str, ...], units: dict[str, Unit],
-                         reference_dir: Path, calls: Path | None = None) -> Path:
-    """A copy of the submission ``folder`` in ``dest`` whose answer cells ``replace`` are the
-    reference's: with ``calls`` (the recorded calls, ``autograder.replayed``), a cell of functions
-    becomes a stand-in that replays the reference's answers, so no model answer's code reaches the
-    worker; a cell that defines a class is the reference cell from ``reference_dir``."""
+def with_replayed_cells(folder: Path, dest: Path, replace: tuple[str, ...], units: dict[str, Unit],
+                        reference_dir: Path, calls: Path) -> Path:
+    """A copy of the submission ``folder`` in ``dest`` whose answer cells ``replace`` are stand-ins
+    that replay the reference's answers (``autograder.replayed``; the recorded ``calls`` beside
+    them): the reference notebook in ``reference_dir`` gives only which functions and classes the
+    cell defines, so no model answer's code reaches the worker. A reference cell with nothing to
+    replay (no function or class) becomes an empty cell."""
     dest.mkdir(parents=True)
     for path in folder.glob("*.ipynb"):
         (dest / path.name).write_bytes(path.read_bytes())
-    if calls is not None:
-        shutil.copy2(calls, dest / CALLS_NAME)
+    shutil.copy2(calls, dest / CALLS_NAME)
     for gid in sorted(replace):
         name = units[gid].notebook
         reference = json.loads((reference_dir / name).read_text(encoding="utf-8"))
         cells = [c for c in reference["cells"] if _grade_id(c) == gid]
-        replayed = stand_in("".join(cells[-1].get("source", ""))) if calls is not None and cells else None
-        if replayed is not None:
-            cells = [dict(cells[-1], source=replayed, outputs=[])]
+        if cells:
+            source = stand_in("".join(cells[-1].get("source", ""))) or ""
+            cells = [dict(cells[-1], source=source, outputs=[])]
         target = dest / name
         try:
             nb = json.loads(target.read_text(encoding="utf-8"))

@@ -17,7 +17,8 @@ and its message says that the official grader runs it.
 
 Fingerprints: tensors, arrays and floats are hashed with ``KEPT_MANTISSA_BITS`` of their mantissa,
 so the last-bit differences of another machine's arithmetic (1e-16) do not change the key; integers,
-booleans, strings and shapes are hashed exactly.
+booleans, strings and shapes are hashed exactly; a module by its structure (module types, state
+names, dtypes and shapes), not its values.
 """
 from __future__ import annotations
 
@@ -111,6 +112,10 @@ def _feed(h, value: Any) -> None:
         _feed(h, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     elif isinstance(value, types.SimpleNamespace):
         _feed(h, vars(value))
+    elif isinstance(value, torch.nn.Module):  # by structure: its module types, state names, shapes, dtypes
+        h.update(f"M{type(value).__qualname__}".encode())
+        _feed(h, [type(m).__qualname__ for m in value.modules()])
+        _feed(h, [(name, t.dtype, tuple(t.shape)) for name, t in value.state_dict().items()])
     elif callable(value) and hasattr(value, "__qualname__"):
         h.update(f"F{getattr(value, '__module__', '')}.{value.__qualname__};".encode())
     else:
