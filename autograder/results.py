@@ -80,6 +80,9 @@ class Report:
     # Answer cells that reach into library or interpreter internals (autograder.review), for a person
     # to look at; None where no review ran (the student bundle). Never costs points.
     review: list[str] | None = None
+    # Gradescope's leaderboard entries ({"name", "value", "order"}), for the final project's upload
+    # (autograder.staff.challenge); None where the homework has no leaderboard.
+    leaderboard: list[dict] | None = None
 
     def unit_scores(self) -> dict[str, tuple[float, float]]:
         """{unit: (score, max)} over the counted (not skipped) checks, in check order."""
@@ -102,7 +105,7 @@ class Report:
     def to_dict(self) -> dict:
         return {"hw": self.hw, "checks": [asdict(c) for c in self.checks], "notes": self.notes,
                 "seconds": self.seconds, "regrades": [asdict(r) for r in self.regrades],
-                "review": self.review}
+                "review": self.review, "leaderboard": self.leaderboard}
 
 
 def order_checks(checks: list[CheckResult], test_order: list[tuple[str, str]]) -> list[CheckResult]:
@@ -207,8 +210,11 @@ def gradescope_results(report: Report, extra_notes: tuple[str, ...] | list[str] 
     if hidden_max:
         lines.append(f"Hidden checks ({hidden_max:g} points) are shown after the due date.")
     lines += [f"note: {n}" for n in [*extra_notes, *report.notes]]
-    return {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
-            "execution_time": report.seconds, "output": "\n".join(lines), "tests": tests}
+    results = {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
+               "execution_time": report.seconds, "output": "\n".join(lines), "tests": tests}
+    if report.leaderboard is not None:
+        results["leaderboard"] = [dict(entry) for entry in report.leaderboard]
+    return results
 
 
 def feedback_text(report: Report, student: str = "") -> str:

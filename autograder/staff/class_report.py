@@ -3,7 +3,10 @@
 ``gradebook.csv``: one row per student: the points of each unit (notebook order), each written
 question (from manual_scores.csv; empty until a TA scores it), and the total. ``summary.md``: the
 spread of totals and, per unit, the share of students with full marks, so the exercises the class
-failed stand out; ``score_histogram.png`` and ``unit_pass_rate.png`` show the same.
+failed stand out; ``score_histogram.png`` and ``unit_pass_rate.png`` show the same. Where the
+reports carry Gradescope leaderboard entries (the final project, ``autograder.staff.challenge``),
+the gradebook has one column per entry (AP hard, medium, easy, images/s, parameters) and the
+summary a leaderboard table, ranked by the first entry.
 """
 from __future__ import annotations
 
@@ -26,14 +29,52 @@ def gradebook(path: Path, reports: dict[str, dict], units: list[str], written: l
                     for q in written})
         total = sum(s for s, _ in scores.values()) + sum(manual.get(student, {}).values())
         row["total"] = f"{total:g}"
+        row.update({name: f"{value:g}" if isinstance(value, (int, float)) else str(value)
+                    for name, value in board_values(report).items()})
         row["status"] = report.get("status", "graded")
         row["review"] = str(len(report.get("review") or []))
         rows.append(row)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["student", *units, *written, "total", "status", "review"])
+        writer = csv.DictWriter(f, ["student", *units, *written, "total", *leaderboard_columns(reports),
+                                    "status", "review"], restval="")
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def board_values(report: dict) -> dict:
+    """{entry name: value} of a report's leaderboard (empty without one)."""
+    return {e["name"]: e.get("value") for e in report.get("leaderboard") or [] if isinstance(e, dict) and "name" in e}
+
+
+def leaderboard_columns(reports: dict[str, dict]) -> list[str]:
+    """The leaderboard entry names of the class, in the order the reports give them."""
+    names: list[str] = []
+    for report in reports.values():
+        names += [n for n in board_values(report) if n not in names]
+    return names
+
+
+def leaderboard_lines(reports: dict[str, dict]) -> list[str]:
+    """A Markdown leaderboard of the graded students, best first by the first entry (its order)."""
+    columns = leaderboard_columns(reports)
+    if not columns:
+        return []
+    first = next(e for r in reports.values() for e in r.get("leaderboard") or [] if e.get("name") == columns[0])
+    sign = -1 if first.get("order", "desc") == "desc" else 1
+    board = {s: board_values(r) for s, r in reports.items() if r.get("leaderboard")}
+
+    def key(item):
+        value = item[1].get(columns[0])
+        return (0, sign * value) if isinstance(value, (int, float)) else (1, 0)
+
+    lines = ["## Leaderboard", "", "| rank | student | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for rank, (student, values) in enumerate(sorted(board.items(), key=key), 1):
+        cells = [f"{values[c]:g}" if isinstance(values.get(c), (int, float)) else str(values.get(c, ""))
+                 for c in columns]
+        lines.append(f"| {rank} | {student} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def unit_scores(report: dict) -> dict[str, tuple[float, float]]:
@@ -69,6 +110,9 @@ def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[s
                   f"autograded maximum {max_auto:g}.", ""]
     lines += ["| unit | students with full marks |", "|---|---|"]
     lines += [f"| {u} | {rates[u]:.0%} |" for u in sorted(units, key=lambda u: rates[u])]
+    board = leaderboard_lines(reports)
+    if board:
+        lines += [""] + board
     for status, who in sorted(failed.items()):
         lines += ["", f"Not graded ({status}; scored 0, look at them by hand): " + ", ".join(who)]
     flagged = {s: r["review"] for s, r in sorted(reports.items()) if r.get("review")}
