@@ -1,7 +1,7 @@
 """TinaFace: the full model through the detector interface (vedadet's names and parameter counts,
 102 375 anchors at 640 x 640), the solutions against independent oracles (torchvision's
 deform_conv2d, the loop anchors and assignment, the fusion formula, vedadet's schedule) and the
-engine's ``cosine_restart`` schedule."""
+engine driven by the notebook's schedule (bit-identical to the engine's former ``cosine_restart``)."""
 import math
 
 import numpy as np
@@ -12,9 +12,10 @@ import torchvision
 from autograder.tinaface import oracles
 from detector.tinaface.config import ANCHOR_RATIO, FUSION_EPS, NUM_ANCHOR_SCALES, OCTAVE_BASE_SCALE, STRIDES
 from utils.detectors import load_code, load_detector, load_model
-from utils.detectors.tinaface import NOTEBOOKS  # (model notebook, boxes and losses notebook)
+from utils.detectors.tinaface import NOTEBOOKS, vedadet_lr_schedule  # NOTEBOOKS: (model, boxes and losses)
 from utils.inference import Detections
-from utils.training.optim import cosine_restart_factor
+from utils.training.config import TrainConfig
+from utils.training.optim import build_optimizer, build_scheduler
 
 FULL_ANCHORS_640 = 102_375
 # vedadet tinaface_r50_fpn_gn_dcn: parameters of the shared Inception, the FPN and the head (computed
@@ -23,8 +24,12 @@ VEDADET_PARAMS = {"neck.1": 553_728, "neck.0": 8_655_872, "bbox_head": 4_764_178
 
 
 @pytest.fixture(scope="module")
-def nb():
-    code = load_code("tinaface", "solutions", NOTEBOOKS)
+def code():
+    return load_code("tinaface", "solutions", NOTEBOOKS)
+
+
+@pytest.fixture(scope="module")
+def nb(code):
     return code.module(NOTEBOOKS[0]), code.module(NOTEBOOKS[1])
 
 
@@ -151,12 +156,42 @@ def test_box_coding_round_trip_and_losses_match_torchvision(nb):
                                torchvision.ops.sigmoid_focal_loss(logits, targets, reduction="sum"))
 
 
-def test_engine_cosine_restart_is_vedadets_schedule(nb):
+def test_warmup_cosine_lr_is_vedadets_schedule(nb):
     for it in (0, 250, 499, 500, 2900, 2999, 3000, 6100):
         want = oracles.cosine_restart_lr(it, 100, 3.75e-3, 500, 0.1, 30, 0.01)
-        assert cosine_restart_factor(it, 100, 30, 500, 0.1, 0.01) * 3.75e-3 == pytest.approx(want, rel=1e-12)
         assert nb[1].warmup_cosine_lr(it, 100, 3.75e-3) == pytest.approx(want, rel=1e-12)
     assert oracles.cosine_restart_lr(2900, 100, 3.75e-3, 500, 0.1, 30, 0.01) == pytest.approx(4.77e-5, rel=1e-3)
+
+
+# (peak lr, warmup iterations, warmup ratio, end ratio): vedadet's, TrainConfig's defaults, a short warmup
+ENGINE_SETTINGS = [(3.75e-3, 500, 0.1, 0.01), (1e-3, 0, 1e-3, 0.0), (0.02, 37, 0.3, 0.1)]
+
+
+@pytest.mark.parametrize("lr, warmup, ratio, end", ENGINE_SETTINGS)
+@pytest.mark.parametrize("iters_per_epoch", [100, 7, 1])
+def test_engine_with_the_notebooks_schedule_is_bit_identical_to_its_former_cosine_restart(
+        code, lr, warmup, ratio, end, iters_per_epoch):
+    """The engine no longer holds vedadet's schedule (it answered ``warmup_cosine_lr``); run with the
+    solution's function (``vedadet_lr_schedule``, as ``train_model(..., vedadet_schedule=True)``) it
+    sets exactly the lrs of its former ``TrainConfig(schedule='cosine_restart')`` (30-epoch restarts)."""
+    config = TrainConfig(lr=lr, warmup_iterations=warmup, warmup_ratio=ratio, min_lr_ratio=end)
+    steps = 65 * iters_per_epoch + 600                       # past two restarts and the longest warmup
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], config)
+    scheduler = build_scheduler(optimizer, config, iters_per_epoch, steps, vedadet_lr_schedule(code, config))
+    for it in range(steps):
+        former = lr * oracles.engine_cosine_restart_factor(it, iters_per_epoch, 30, warmup, ratio, end)
+        assert optimizer.param_groups[0]["lr"] == former, it
+        optimizer.step()
+        scheduler.step()
+
+
+def test_warmup_cosine_lr_at_lr_1_is_the_former_engine_factor(nb):
+    for kw in ({"period": 5, "warmup_iters": 30, "warmup_ratio": 0.3, "min_lr_ratio": 0.1},
+               {"period": 1, "warmup_iters": 3, "warmup_ratio": 0.5, "min_lr_ratio": 0.0}, {}):
+        full = {"period": 30, "warmup_iters": 500, "warmup_ratio": 0.1, "min_lr_ratio": 0.01, **kw}
+        for it in range(0, 20_000, 7):
+            assert nb[1].warmup_cosine_lr(it, 13, 1.0, **kw) == oracles.engine_cosine_restart_factor(
+                it, 13, full["period"], full["warmup_iters"], full["warmup_ratio"], full["min_lr_ratio"]), (kw, it)
 
 
 def test_loss_runs_and_trains_all_three_heads(nb):

@@ -320,6 +320,25 @@ def test_cosine_schedule_known_lrs(tmp_path):
     assert lrs == sorted(lrs[:5]) + sorted(lrs[5:], reverse=True)
 
 
+def test_a_callers_lr_schedule_replaces_the_configs(tmp_path):
+    """fit(..., lr_schedule=f): step k runs at lr x f(k, iterations_per_epoch, 1.0) (how the TinaFace
+    notebook's warmup_cosine_lr drives the engine, which holds no copy of it)."""
+    calls = set()
+
+    def saw_tooth(iteration, iterations_per_epoch, base_lr):
+        calls.add((iterations_per_epoch, base_lr))
+        return base_lr * (iteration % iterations_per_epoch + 1) / iterations_per_epoch
+
+    config = TrainConfig(epochs=3, batch_size=4, lr=0.05, out_dir=str(tmp_path), log_every=0, schedule="step",
+                         milestones=(1,), gamma=0.1)
+    torch.manual_seed(0)
+    fit(tiny.TinyNet(), tiny.tiny_criterion, tiny.TinyFaces(32, 0), config, collate_fn=tiny.tiny_collate,
+        lr_schedule=saw_tooth)
+    lrs = [float(r["lr"]) for r in read_log(tmp_path)]
+    assert calls == {(8, 1.0)} and len(lrs) == 24
+    assert lrs == pytest.approx([0.05 * (k % 8 + 1) / 8 for k in range(24)], rel=1e-12)
+
+
 @pytest.mark.parametrize("clip", [1e-3, None])
 def test_gradient_clipping_bounds_the_step(tmp_path, clip):
     # Plain SGD with lr 1: the step is minus the (clipped) gradient, so its norm is the clip value.

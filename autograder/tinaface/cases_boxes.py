@@ -2,6 +2,8 @@
 assignment, box coding, the three losses, the test-time score and the learning-rate schedule."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from autograder.tinaface.inputs import gen, jitter, oracle_checked, randn, random_boxes
@@ -200,9 +202,29 @@ def lr_inputs(iters_per_epoch, base_lr, iterations, **kw):
     return {"iters_per_epoch": iters_per_epoch, "base_lr": base_lr, "iterations": iterations, "kw": kw}
 
 
+def engine_lrs(lr_schedule, x) -> torch.Tensor:
+    """The lr of the optimizer's param group before each step in ``x['iterations']`` when the kit's
+    engine (``utils.training.optim.build_scheduler``, peak lr ``x['base_lr']``) runs ``lr_schedule``."""
+    from utils.training.config import TrainConfig
+    from utils.training.optim import build_optimizer, build_scheduler
+    steps = max(x["iterations"]) + 1
+    config = TrainConfig(lr=x["base_lr"], weight_decay=0.0)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], config)
+    scheduler = build_scheduler(optimizer, config, x["iters_per_epoch"], steps, lr_schedule=lr_schedule)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    return torch.tensor([lrs[i] for i in x["iterations"]], dtype=torch.float64)
+
+
 def call_lr(ns, x, dev):
-    return torch.tensor([float(ns.warmup_cosine_lr(i, x["iters_per_epoch"], x["base_lr"], **x["kw"]))
-                         for i in x["iterations"]], dtype=torch.float64)
+    """(the lrs of the answer called at each iteration, the lrs the engine sets with the answer as its
+    ``lr_schedule``)."""
+    called = torch.tensor([float(ns.warmup_cosine_lr(i, x["iters_per_epoch"], x["base_lr"], **x["kw"]))
+                           for i in x["iterations"]], dtype=torch.float64)
+    return called, engine_lrs(functools.partial(ns.warmup_cosine_lr, **x["kw"]), x)
 
 
 LR_CASES = (

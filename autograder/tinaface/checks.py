@@ -438,19 +438,28 @@ def _warmup_shift(x, got, want) -> int | None:
 
 
 def check_lr(submission, name, engine: bool):
+    """The answer's lrs (``engine``: the lrs the kit's engine sets with the answer as its
+    ``lr_schedule``, peak lr x ``warmup_cosine_lr(i, iters_per_epoch, 1.0)``) against vedadet's."""
     x = submission.inputs("warmup_cosine_lr", name)
-    args = (x["iterations"], x["iters_per_epoch"], x["base_lr"], x["kw"])
-    want = oracles.engine_lrs(*args) if engine else torch.tensor(
+    want = torch.tensor(
         [oracles.cosine_restart_lr(i, x["iters_per_epoch"], x["base_lr"],
                                    *(dict(WARMUP_COSINE_DEFAULTS, **x["kw"])[k]
                                      for k in ("warmup_iters", "warmup_ratio", "period", "min_lr_ratio")))
          for i in x["iterations"]], dtype=torch.float64)
-    got = submission.output("warmup_cosine_lr", name)
+    called, through_engine = expect_tuple(submission.output("warmup_cosine_lr", name), 2, name,
+                                          "the learning rates")
+    got = through_engine if engine else called
+    what = "the lrs the engine set (warmup_cosine_lr as its lr_schedule)" if engine else "the learning rates"
     if not _close(got, want, atol=1e-12, rtol=1e-6):
+        if engine and _close(called, want, atol=1e-12, rtol=1e-6):
+            raise mistake(name, "right when called with the case's base_lr, wrong through the engine: the engine "
+                                "calls warmup_cosine_lr(iteration, iters_per_epoch, 1.0) and multiplies by the "
+                                "optimizer's peak lr, so the lr must be proportional to base_lr (end = base_lr · "
+                                "min_lr_ratio; no absolute lr, no global of the notebook)")
         k = _warmup_shift(x, got, want)
         if k is not None:
             raise mistake(name, f"warmup off by {abs(k)} step{'s' if abs(k) > 1 else ''}: at iteration i your "
                                 f"warmup factor is that of iteration i {'+' if k > 0 else '-'} {abs(k)}; the factor "
                                 f"is warmup_ratio + (1 - warmup_ratio) · i / warmup_iters, so iteration 0 runs at "
                                 f"warmup_ratio · lr and iteration warmup_iters is the first at the full lr")
-    expect_close(got, want, name, "the learning rates", atol=1e-12, rtol=1e-6)
+    expect_close(got, want, name, what, atol=1e-12, rtol=1e-6)

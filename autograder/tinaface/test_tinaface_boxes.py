@@ -1,6 +1,7 @@
 """Grading of the TinaFace homework, Part 2 (``2_anchors_losses.ipynb``). Oracles: loop definitions
 (anchors, assignment, coding), torchvision.ops.sigmoid_focal_loss and distance_box_iou_loss, the
-score formula, vedadet's schedule and the kit's engine (utils.training.optim)."""
+score formula, vedadet's schedule (also for the lrs the kit's engine, utils.training.optim, sets with
+the answer as its schedule)."""
 from autograder.grading import graded
 from autograder.tinaface import cases_boxes as cases
 from autograder.tinaface import checks
@@ -99,7 +100,7 @@ def test_lr(submission):
     _each(lambda n: checks.check_lr(submission, n, engine=False), None, cases.LR_CASES)
 
 
-@graded("warmup_cosine_lr", 1, "equals the lr of the kit's engine (schedule='cosine_restart')")
+@graded("warmup_cosine_lr", 1, "drives the kit's engine (lr_schedule=warmup_cosine_lr): the optimizer's lr per step")
 def test_lr_engine(submission):
     _each(lambda n: checks.check_lr(submission, n, engine=True), None, cases.LR_CASES)
 

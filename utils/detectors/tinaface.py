@@ -9,6 +9,7 @@ IoU-aware branch).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from detector.tinaface.config import CONFIGS, NMS_IOU
 from utils.detectors.notebooks import NotebookCode
 from utils.inference import Detector
 from utils.training.config import TrainConfig
+from utils.training.optim import LrSchedule
 from utils.training.train import TrainResult, fit
 
 NAME = "tinaface"
@@ -85,12 +87,23 @@ def make_detector(code: NotebookCode, model: torch.nn.Module, iou_aware: bool = 
     return Detector(_DetectorView(model), prior_fn, decode_fn, None, score_fn=score_fn, **options)
 
 
+def vedadet_lr_schedule(code: NotebookCode, config: TrainConfig) -> LrSchedule:
+    """vedadet's schedule for the engine (``fit(..., lr_schedule=)``): the notebook's
+    ``warmup_cosine_lr`` (cosine per epoch restarted every 30 epochs) with the warmup and the end
+    ratio of ``config``. The engine holds no copy of it: the graded answer comes from the notebook."""
+    return functools.partial(code.get("warmup_cosine_lr", BOXES_NOTEBOOK), warmup_iters=config.warmup_iterations,
+                             warmup_ratio=config.warmup_ratio, min_lr_ratio=config.min_lr_ratio)
+
+
 def train_tinaface(code: NotebookCode, model: torch.nn.Module, cfg: dict, data_root: str | Path,
-                   config: TrainConfig, reg_loss: str = "diou", iou_aware: bool = True) -> TrainResult:
-    """Train ``model`` on ``data_root/train`` with square crops of ``cfg['image_size']`` pixels."""
+                   config: TrainConfig, reg_loss: str = "diou", iou_aware: bool = True,
+                   vedadet_schedule: bool = False) -> TrainResult:
+    """Train ``model`` on ``data_root/train`` with square crops of ``cfg['image_size']`` pixels;
+    ``vedadet_schedule``: ``vedadet_lr_schedule`` instead of ``config.schedule``."""
     loss = code.get("TinaFaceLoss", BOXES_NOTEBOOK)(cfg["image_size"], reg_loss, iou_aware)
     dataset = WiderFaceDataset(data_root, "train", transform=TrainAugment(cfg["image_size"]), seed=config.seed)
-    return fit(model, loss, dataset, config, collate_fn=detection_collate, prior_fn=anchor_fn(code))
+    return fit(model, loss, dataset, config, collate_fn=detection_collate, prior_fn=anchor_fn(code),
+               lr_schedule=vedadet_lr_schedule(code, config) if vedadet_schedule else None)
 
 
 # -- the detector interface (utils.detectors) ------------------------------------------------------
@@ -105,8 +118,10 @@ def build_detector(model: torch.nn.Module, cfg: dict, code: NotebookCode, iou_aw
 
 
 def train_model(model: torch.nn.Module, cfg: dict, data_root: str | Path, config: TrainConfig,
-                code: NotebookCode, reg_loss: str = "diou", iou_aware: bool = True) -> TrainResult:
+                code: NotebookCode, reg_loss: str = "diou", iou_aware: bool = True,
+                vedadet_schedule: bool = False) -> TrainResult:
     """Variants (the ablation's loss switches): ``reg_loss='smooth_l1'`` regresses the encoded deltas
     instead of DIoU on decoded boxes; ``iou_aware=False`` drops the IoU branch's loss. Model switches
-    (Inception, DCN, BiFPN) are config fields: ``inception``, ``dcn_stages``, ``neck``."""
-    return train_tinaface(code, model, cfg, data_root, config, reg_loss, iou_aware)
+    (Inception, DCN, BiFPN) are config fields: ``inception``, ``dcn_stages``, ``neck``.
+    ``vedadet_schedule``: the notebook's ``warmup_cosine_lr`` drives the lr (``vedadet_lr_schedule``)."""
+    return train_tinaface(code, model, cfg, data_root, config, reg_loss, iou_aware, vedadet_schedule)

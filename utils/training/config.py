@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "cosine_restart")
+SCHEDULES = ("step", "cosine")  # any other: fit(..., lr_schedule=) (utils.training.optim)
 AMP_MODES = ("bf16", "fp16")
 RESUME_LATEST = "auto"  # --resume auto: the newest checkpoint in the output folder, if any
 
@@ -33,7 +33,6 @@ class TrainConfig:
     warmup_iterations: int = 0            # linear warmup length (both schedules)
     warmup_ratio: float = 1e-3            # warmup starts at lr x warmup_ratio
     min_lr_ratio: float = 0.0             # cosine schedule ends at lr x min_lr_ratio
-    restart_epochs: int = 30              # cosine_restart: cosine per epoch, restarted every N epochs
     clip_grad_norm: float | None = None   # max global L2 norm of the gradients; None: no clipping
     amp: str | None = None                # None | 'bf16' (CPU or CUDA) | 'fp16' (CUDA only)
     channels_last: bool = False           # NHWC memory format for the model and the images
@@ -56,7 +55,6 @@ class TrainConfig:
         _check_positive("epochs", self.epochs)
         _check_positive("batch_size", self.batch_size)
         _check_positive("keep_last", self.keep_last)
-        _check_positive("restart_epochs", self.restart_epochs)
         if self.max_iterations is not None:
             _check_positive("max_iterations", self.max_iterations)
         for name in ("lr", "warmup_ratio"):

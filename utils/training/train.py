@@ -34,7 +34,7 @@ from utils.training.distributed import (DistContext, all_reduce_mean, barrier, b
                                         gather_to_all, setup_distributed, teardown_distributed)
 from utils.training.log import TOTAL_COLUMN, CsvTrainLog, Progress
 from utils.training.loss_parts import NonFiniteLossError, checked_loss_parts, first_non_finite
-from utils.training.optim import build_optimizer, build_scheduler
+from utils.training.optim import LrSchedule, build_optimizer, build_scheduler
 from utils.training.rng_state import capture_rng_state, restore_rng_state, seed_everything
 
 __all__ = ["fit", "TrainResult", "TrainingProgress", "NonFiniteLossError", "LOG_NAME"]
@@ -71,13 +71,17 @@ class TrainingProgress:
 
 def fit(model: torch.nn.Module, criterion: Callable, train_set: Dataset, config: TrainConfig,
         collate_fn: Callable | None = None, evaluate_fn: Callable[[torch.nn.Module], float] | None = None,
-        *, prior_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None) -> TrainResult:
+        *, prior_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None,
+        lr_schedule: LrSchedule | None = None) -> TrainResult:
     """Train ``model`` in place as ``config`` says; returns a ``TrainResult``.
 
     evaluate_fn(model) -> float (higher is better) scores the model after each epoch to pick
     ``best.pt`` (under torchrun on rank 0 only, with the unwrapped model in eval mode); without it
     the best epoch is the one with the lowest mean loss. The caller seeds its model's
     initialisation; fit seeds dropout and the data order from ``config.seed`` (+ rank).
+    lr_schedule(iteration, iterations_per_epoch, base_lr) -> lr replaces ``config.schedule`` (e.g.
+    the TinaFace notebook's ``warmup_cosine_lr``; see ``utils.training.optim.build_scheduler``); a
+    resumed run must be given the same one.
 
     1 and N processes take the same steps when the global batch is the same and the loss is a
     mean over samples; losses normalised per batch (e.g. by the number of matched priors) or
@@ -86,14 +90,15 @@ def fit(model: torch.nn.Module, criterion: Callable, train_set: Dataset, config:
     ctx, device = setup_distributed(config.device)
     try:
         return _Trainer(model, criterion, train_set, config, collate_fn, evaluate_fn, prior_fn,
-                        ctx, device).run()
+                        ctx, device, lr_schedule).run()
     finally:
         teardown_distributed(ctx)
 
 
 class _Trainer:
     def __init__(self, model, criterion, train_set, config: TrainConfig, collate_fn, evaluate_fn,
-                 prior_fn, ctx: DistContext, device: torch.device) -> None:
+                 prior_fn, ctx: DistContext, device: torch.device,
+                 lr_schedule: LrSchedule | None = None) -> None:
         if config.amp == "fp16" and device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on the CPU")
         self.model, self.criterion, self.train_set, self.config = model, criterion, train_set, config
@@ -124,7 +129,7 @@ class _Trainer:
             model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config, self.iterations_per_epoch,
-                                         self.total_iterations)
+                                         self.total_iterations, lr_schedule)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
 
     # ---- set-up -------------------------------------------------------------------------------
