@@ -190,3 +190,37 @@ def test_gradebook_and_class_summary_carry_the_leaderboard(tmp_path):
     board = text.split("## Leaderboard", 1)[1].splitlines()
     assert board[2].startswith("| rank | student | AP hard |")
     assert board[4].startswith("| 1 | bob | 0.6 |") and board[5].startswith("| 2 | ann | 0.4 |")
+
+
+SNOOP = '''
+import pathlib, utils
+_root = pathlib.Path(utils.__file__).resolve().parents[1]
+for _rel in ("autograder/staff/hidden_set.py", "outputs/challenge-hidden", "autograder/references"):
+    _readable = True
+    try:
+        _p = _root / _rel
+        _p.read_bytes() if _p.is_file() else sorted(_p.iterdir())
+    except OSError:
+        _readable = False
+    if _readable:
+        raise RuntimeError(f"LEAK: {_rel} is readable")    # the model is then never built
+'''
+SNOOPED = ("autograder/staff/hidden_set.py", "outputs/challenge-hidden", "autograder/references")
+
+
+def test_upload_code_cannot_read_the_seed_the_hidden_set_or_references(upload, cache, tmp_path):
+    """An answer cell that tries to read the staff folder (the seed), the cached hidden set and the
+    references while the notebooks load, and refuses to build the model if it can: the run succeeds."""
+    root = Path(hidden_set.__file__).resolve().parents[2]
+    (root / "outputs" / "challenge-hidden").mkdir(parents=True, exist_ok=True)
+    assert all((root / rel).exists() for rel in SNOOPED)             # readable here, outside the sandbox
+    source = _variant(upload, tmp_path / "up", lambda p: p)
+    path = source / "retinaface" / "2_model.ipynb"
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "retinaface")
+    cell["source"] = SNOOP + "".join(cell["source"])
+    path.write_text(json.dumps(nb))
+    pictures = {n: hidden_set.render(n, IMAGES, cache, TEST_SEED).images for n in hidden_set.SPLITS}
+    run = grading.run_detector(source, pictures)
+    assert run.status == "ok" and run.note == "", (run.status, run.message, run.note)
+    assert "LEAK" not in run.log + run.message

@@ -91,6 +91,7 @@ class Run:
     predictions: dict | None = None
     seconds: float = 0.0          # detection only (loaded -> done), measured here
     log: str = ""
+    note: str = ""                # the runner's isolation note ('' when it was confined)
 
 
 def find_upload(source: Path) -> Path | None:
@@ -155,12 +156,16 @@ def run_detector(upload: Path, pictures: dict[str, Path], time_limit: float = TI
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, start_new_session=True)
         events: dict[str, float] = {}
+        confined: dict = {}
         log: list[bytes] = []
 
         def read_events() -> None:
             for line in proc.stdout:
                 try:
-                    events.setdefault(json.loads(line)["event"], time.monotonic())
+                    message = json.loads(line)
+                    events.setdefault(message["event"], time.monotonic())
+                    if message["event"] == "confined" and not confined:
+                        confined.update(message)
                 except (ValueError, KeyError, TypeError):
                     pass
 
@@ -185,21 +190,22 @@ def run_detector(upload: Path, pictures: dict[str, Path], time_limit: float = TI
             for reader in readers:
                 reader.join(timeout=5)
         tail = b"".join(log).decode(errors="replace")[-1500:]
+        note = str(confined.get("note") or "") if not confined.get("files", False) else ""
         if status is None:
             where = ("while detecting on the hidden pictures" if "loaded" in events
                      else "before its first hidden picture (checking the file and building the model)")
             return Run("timeout", f"too slow: did not finish within {time_limit:g} s on one CPU core "
                                   f"({where}); use a lighter config, smaller test scales or fewer "
-                                  f"candidates", log=tail)
+                                  f"candidates", log=tail, note=note)
         data = read_result(results / RESULT_NAME)
         if not isinstance(data, dict) or data.get("status") not in ("ok", "refused", "error"):
             why = f"exit status {status}" if status >= 0 else f"killed by signal {-status}"
             return Run("crashed", f"the detector run crashed ({why}; out of memory past {memory_gb:g} GB "
-                                  f"or a process exit) and left no result", log=tail)
+                                  f"or a process exit) and left no result", log=tail, note=note)
         if data["status"] != "ok":
-            return Run(data["status"], str(data.get("message", ""))[:800], log=tail)
+            return Run(data["status"], str(data.get("message", ""))[:800], log=tail, note=note)
         seconds = events.get("done", time.monotonic()) - events.get("loaded", 0.0)
-        return Run("ok", predictions=data.get("predictions"), seconds=max(seconds, 1e-6), log=tail)
+        return Run("ok", predictions=data.get("predictions"), seconds=max(seconds, 1e-6), log=tail, note=note)
 
 
 def _as_numpy(predictions: dict) -> dict:
@@ -275,6 +281,8 @@ def grade_challenge(source: Path, images: int = IMAGES_PER_SPLIT, cache: Path = 
     else:
         parameters = count_parameters(upload / FILE_NAME)
         run = run_detector(upload, {n: s.images for n, s in splits.items()}, time_limit, memory_gb)
+        if run.note:
+            notes.append(run.note)
         if run.status == "ok":
             try:
                 scores = score_splits(run.predictions or {}, splits)
