@@ -6,6 +6,8 @@ minute: every refusal still goes through the confined runner, as a real upload d
 import csv
 import json
 import math
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from autograder import feedback as fb
 from autograder.results import OK, Report, gradescope_results
 from autograder.sandbox import challenge_runner
 from autograder.staff import challenge as grading
-from autograder.staff import class_report
+from autograder.staff import challenge_class, class_report
 from autograder.staff import hidden_set
 from utils.challenge import FILE_NAME, pack
 from utils.deploy.bundle import copy_kit
@@ -224,3 +226,33 @@ def test_upload_code_cannot_read_the_seed_the_hidden_set_or_references(upload, c
     run = grading.run_detector(source, pictures)
     assert run.status == "ok" and run.note == "", (run.status, run.message, run.note)
     assert "LEAK" not in run.log + run.message
+
+
+def test_class_grading_and_gradescope_views(upload, cache, tmp_path, monkeypatch):
+    """Three students (an upload nested in a folder, a zip without challenge.pt, nothing) and one
+    Gradescope run: the same results.json pipeline, the gradebook columns and the leaderboard."""
+    monkeypatch.setenv(hidden_set.SEED_ENV, str(TEST_SEED))          # the test's small hidden set
+    class_dir = tmp_path / "submitted"
+    shutil.copytree(upload, class_dir / "ann" / "upload")
+    (class_dir / "cy").mkdir()
+    with zipfile.ZipFile(class_dir / "bob.zip", "w") as zf:
+        for nb in (upload / "retinaface").glob("*.ipynb"):
+            zf.write(nb, f"upload/retinaface/{nb.name}")
+        zf.writestr("../evil.py", "print('never extracted')")
+    out = tmp_path / "grades"
+    summary = challenge_class.grade_class(class_dir, out, jobs=2, images=IMAGES, cache=cache)
+    with open(out / "gradebook.csv", newline="") as f:
+        book = {row["student"]: row for row in csv.DictReader(f)}
+    assert set(book) == {"ann", "bob", "cy"} and all(r["challenge"] == "0" for r in book.values())
+    assert float(book["ann"]["parameters"]) > 100_000 and book["bob"]["parameters"] == "0"
+    bob = json.loads((out / "students" / "bob" / "results.json").read_text())
+    assert "no challenge.pt in the upload" in bob["tests"][0]["output"] and len(bob["leaderboard"]) == 5
+    assert not (tmp_path / "evil.py").exists()
+    assert "## Leaderboard" in summary.read_text()
+
+    root = tmp_path / "autograder"
+    shutil.copytree(class_dir / "cy", root / "submission")
+    assert challenge_class.main(["gradescope", "--root", str(root), "--images", str(IMAGES),
+                                 "--cache", str(cache)]) == 0
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 0 and results["max_score"] == 10 and "leaderboard" in results
