@@ -17,7 +17,7 @@ from autograder import feedback as fb
 from autograder.results import OK, Report, gradescope_results
 from autograder.sandbox import challenge_runner
 from autograder.staff import challenge as grading
-from autograder.staff import challenge_class, class_report
+from autograder.staff import challenge_baselines, challenge_class, class_report
 from autograder.staff import hidden_set
 from utils.challenge import FILE_NAME, pack
 from utils.deploy.bundle import copy_kit
@@ -256,3 +256,16 @@ def test_class_grading_and_gradescope_views(upload, cache, tmp_path, monkeypatch
                                  "--cache", str(cache)]) == 0
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 0 and results["max_score"] == 10 and "leaderboard" in results
+
+
+def test_staff_baselines_on_the_hidden_splits(cache, tmp_path, monkeypatch):
+    """utils.compare's baselines on each hidden split (the kit's demo models and the missing
+    packages skipped with their reason); the public RetinaFace where ../shared/data has it."""
+    monkeypatch.setenv(hidden_set.SEED_ENV, str(TEST_SEED))
+    written = challenge_baselines.run(tmp_path, IMAGES, cache, models=())
+    assert set(written) == set(hidden_set.SPLITS)
+    for name, path in written.items():
+        data = json.loads(path.with_name("baselines.json").read_text())
+        assert data["images"] == IMAGES and (path.parent / "baselines_pr_curves.png").is_file()
+        if challenge_baselines.PUBLIC_WEIGHTS.is_file():
+            assert [r["name"] for r in data["rows"]][:1] in (["haar"], ["retinaface-public"])
