@@ -169,3 +169,44 @@ def test_a_regrade_holds_no_model_answer_code(tmp_path):
         return s in t or json.dumps(s)[1:-1] in t
     answer = solution_snippets(hw)
     assert [s for s in answer if "area_a" in s] and not [s for s in answer if holds(s, text) and not holds(s, stubs)]
+
+
+SLIPPED_FORWARD = '''
+def _slipped(value):
+    if isinstance(value, torch.Tensor):
+        return value * 1.5 if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_slipped(v) for v in value)
+    return value
+_forward = {cls}.forward
+{cls}.forward = lambda self, *a, **k: _slipped(_forward(self, *a, **k))
+'''
+
+
+@pytest.mark.parametrize("hw, dependency, cls, caller", [
+    ("retinaface", "multibox_loss", "MultiBoxLoss", "cascade_loss"),          # a loss: its gradients replayed
+    ("dsfd", "efficientnet_sources", "EfficientNetSources", "dsfd"),        # built from a module argument
+])
+def test_a_class_dependency_is_replayed_in_the_regrade(hw, dependency, cls, caller, tmp_path):
+    """The solutions with the class's forward slipped (answers x 1.5): the class's unit fails, its
+    caller fails with it, and charge-once, with the class replayed, gives the caller full marks."""
+    from autograder import engine
+    from autograder.results import Report
+
+    units = homework_units(hw)
+    folder = tmp_path / hw
+    shutil.copytree(REPO_ROOT / "solutions" / hw, folder)
+    path = folder / units[dependency].notebook
+    nb = json.loads(path.read_text())
+    [cell] = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == dependency]
+    cell["source"] = "".join(cell["source"]) + SLIPPED_FORWARD.format(cls=cls)
+    path.write_text(json.dumps(nb))
+    options = engine.Options(reference_dir=REPO_ROOT / "solutions" / hw)
+    checks, notes = engine.run_checks(hw, folder, options, units={dependency, caller})
+    report = Report(hw, checks, notes)
+    before = report.unit_scores()
+    assert before[dependency][0] < before[dependency][1] and before[caller][0] < before[caller][1], before
+    engine.charge_once(report, folder, options)
+    after = report.unit_scores()
+    assert after[caller][0] == after[caller][1], (after, [c.feedback for c in report.checks if c.unit == caller])
+    assert [(r.unit, r.applied) for r in report.regrades] == [(caller, True)]
