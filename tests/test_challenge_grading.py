@@ -269,3 +269,15 @@ def test_staff_baselines_on_the_hidden_splits(cache, tmp_path, monkeypatch):
         assert data["images"] == IMAGES and (path.parent / "baselines_pr_curves.png").is_file()
         if challenge_baselines.PUBLIC_WEIGHTS.is_file():
             assert [r["name"] for r in data["rows"]][:1] in (["haar"], ["retinaface-public"])
+
+
+def test_malformed_predictions_are_dropped_not_fatal(cache):
+    splits = {n: hidden_set.render(n, IMAGES, cache, TEST_SEED) for n in hidden_set.SPLITS}
+    name = next(splits["similar"].images.rglob("*.jpg"))
+    good = torch.tensor([[10.0, 10.0, 20.0, 20.0, 0.9]], dtype=torch.float64)
+    bad = torch.tensor([[math.nan, 1, 2, 3, 0.5], [1, 2, 3, 4, math.inf]], dtype=torch.float64)
+    predictions = {"similar": {name.parent.name: {name.stem: torch.cat([good, bad]), "x": "text",
+                                                  "y": torch.zeros(7)}, "junk": 3}}
+    scores = grading.score_splits(predictions, splits)
+    assert set(scores) == set(hidden_set.SPLITS)
+    assert all(0.0 <= ap <= 1.0 for s in scores.values() for ap in s["ap"].values())

@@ -209,12 +209,14 @@ def run_detector(upload: Path, pictures: dict[str, Path], time_limit: float = TI
 
 
 def _as_numpy(predictions: dict) -> dict:
-    """{event: {name: [K, 5]}} as ``utils.evaluate`` reads it; anything malformed is dropped."""
+    """{event: {name: [K, 5]}} as ``utils.evaluate`` reads it; anything malformed is dropped (a
+    tensor that is not K x 5 numbers, rows with NaN or inf: the upload's code made them)."""
     out = {}
     for event, images in (predictions or {}).items():
         if isinstance(images, dict):
-            out[str(event)] = {str(n): t.double().reshape(-1, 5).numpy() for n, t in images.items()
-                               if isinstance(t, torch.Tensor) and t.numel() % 5 == 0}
+            rows = {str(n): t.detach().double().reshape(-1, 5) for n, t in images.items()
+                    if isinstance(t, torch.Tensor) and not t.is_complex() and t.numel() % 5 == 0}
+            out[str(event)] = {n: r[torch.isfinite(r).all(dim=1)].numpy() for n, r in rows.items()}
     return out
 
 
