@@ -4,7 +4,9 @@ A submission arrives in many shapes: notebooks at the top of a folder, in a sub-
 zip, renamed by a browser or by Jupyter (``2_model (1).ipynb``, ``2_model-Copy1.ipynb``). Each
 released notebook is matched to the submitted notebook that holds the most of its nbgrader
 ``grade_id``s (the cells the student cannot rename); the file name only breaks ties. The chosen
-files are staged as ``<dest>/<hw>/<released name>``, the layout the grader expects.
+files are staged as ``<dest>/<hw>/<released name>``, the layout the grader expects. A homework
+that takes an uploaded file beside its notebooks (``Homework.upload``: the final project's
+``challenge.pt``) also gets that file and the notebook folders beside it (``<model>/*.ipynb``).
 
 A class (``python -m autograder.staff.batch --submissions DIR``) is one entry per student in ``DIR``: a
 folder (nbgrader's ``submitted/<student>/<hw>/`` layout or any other) or a ``<student>.zip``.
@@ -18,7 +20,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.homeworks import NAMES, homework
+
 MAX_NOTEBOOK_BYTES = 50 * 2**20       # a notebook larger than this is not read (outputs, images)
+MAX_UPLOAD_BYTES = 64 * 2**20        # an uploaded file beside the notebooks (challenge.pt: 50 MB allowed)
 MAX_ZIP_NOTEBOOKS = 200               # notebooks read from one student's zip
 IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX")
 _COPY_SUFFIX = re.compile(r"([\s_\-]*(\(\d+\)|copy\d*))+$", re.IGNORECASE)
@@ -110,16 +115,48 @@ def stage(source: Path, release: Path, dest: Path) -> Staged:
     missing = sorted(set(released_notebooks(release)) - set(chosen))
     if missing:
         staged.notes.append(f"not submitted: {', '.join(missing)}")
+    if hw in NAMES and homework(hw).upload:
+        stage_upload(source, homework(hw).upload, staged)
     return staged
+
+
+def stage_upload(source: Path, name: str, staged: Staged) -> None:
+    """Copy the uploaded file ``name`` (the shallowest one under ``source``; links are not
+    followed) into ``staged.folder`` with the notebooks of the folders beside it
+    (``<folder>/*.ipynb``, e.g. the chosen detector's homework notebooks)."""
+    found = sorted((p for p in source.rglob(name) if p.is_file() and not p.is_symlink()
+                    and not any(part in IGNORED_PARTS for part in p.relative_to(source).parts)),
+                   key=lambda p: (len(p.parts), str(p)))
+    if not found:
+        staged.notes.append(f"no {name} in the submission")
+        return
+    upload = found[0].parent
+    size = found[0].stat().st_size
+    if size > MAX_UPLOAD_BYTES:  # not copied: the unit then finds no file, the note says why
+        staged.notes.append(f"{found[0].relative_to(source).as_posix()}: {size / 1e6:.0f} MB, not read "
+                            f"(the limit is 50 MB)")
+        return
+    shutil.copyfile(found[0], staged.folder / name)
+    staged.chosen[name] = found[0].relative_to(source).as_posix()
+    for folder in sorted(upload.iterdir()):
+        if folder.is_dir() and not folder.is_symlink() and folder.name not in IGNORED_PARTS \
+                and (upload != staged.folder.parent or folder.name != staged.folder.name):
+            for nb in sorted(folder.glob("*.ipynb")):
+                if nb.is_file() and not nb.is_symlink() and nb.stat().st_size <= MAX_NOTEBOOK_BYTES:
+                    (staged.folder / folder.name).mkdir(exist_ok=True)
+                    shutil.copyfile(nb, staged.folder / folder.name / nb.name)
 
 
 def extract_notebooks(archive: Path, dest: Path) -> Path:
     """Extract only the ``.ipynb`` members of a zip into ``dest`` (no absolute or ``..`` paths, no
-    member over MAX_NOTEBOOK_BYTES). Raises SubmissionError for a file that is not a zip."""
+    member over MAX_NOTEBOOK_BYTES), and the uploaded files a homework takes beside its notebooks
+    (``Homework.upload``, up to MAX_UPLOAD_BYTES). Raises SubmissionError for a file that is not a zip."""
+    uploads = {homework(name).upload for name in NAMES if homework(name).upload}
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if m.filename.lower().endswith(".ipynb")
-                       and not m.is_dir() and m.file_size <= MAX_NOTEBOOK_BYTES]
+            members = [m for m in zf.infolist() if not m.is_dir() and (
+                (m.filename.lower().endswith(".ipynb") and m.file_size <= MAX_NOTEBOOK_BYTES)
+                or (Path(m.filename).name in uploads and m.file_size <= MAX_UPLOAD_BYTES))]
             for k, member in enumerate(members[:MAX_ZIP_NOTEBOOKS]):
                 parts = [p for p in Path(member.filename).parts if p not in ("", ".", "..", "/")]
                 target = dest.joinpath(*parts) if parts else dest / f"notebook{k}.ipynb"

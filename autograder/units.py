@@ -52,6 +52,8 @@ class Unit:
     forbidden: the library ops this exercise asks the student to write, which their code may not
         call (dotted names: 'torchvision.ops.nms', 'torch.ops.torchvision.nms', ...); a call scores
         the unit 0 with feedback naming it.
+    timeout: seconds this unit may run at least (the grader's per-unit limit applies when larger);
+        0 = the grader's limit (the final project's detector on the hidden pictures needs minutes).
     """
 
     grade_id: str
@@ -61,6 +63,7 @@ class Unit:
     depends: tuple[str, ...] = ()
     same_device: bool = True
     forbidden: tuple[str, ...] = ()
+    timeout: float = 0.0
     case_index: dict[str, Case] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,9 @@ would. The misbehaving code sits in ``nms``, which no other unit calls, so every
 keep full marks.
 """
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -34,8 +37,26 @@ def _grade_with_nms(tmp_path, source, *extra):
     return results, output, code
 
 
+PUBLIC_RETINAFACE = REPO_ROOT.parent / "shared" / "data" / "checkpoints" / "retinaface_mobilenet0.25.pth"
+
+
+def _solutions_with_a_packed_detector(dest):
+    """solutions/ as submitted: the final project (challenge) is graded on the detector packed beside
+    its notebook, which solutions/ does not hold (the notebook trains and packs it when run): the
+    public RetinaFace MobileNet-0.25 checkpoint is packed there (the solution's choice, RetinaFace
+    lite), or, without ../shared/data, the challenge is left out."""
+    shutil.copytree(REPO_ROOT / "solutions", dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    if PUBLIC_RETINAFACE.is_file():
+        subprocess.run([sys.executable, "-m", "utils.challenge", "pack", "--model", "retinaface", "--weights",
+                        str(PUBLIC_RETINAFACE), "--out", str(dest / "challenge"), "--impl", "solutions"],
+                       cwd=REPO_ROOT, check=True, capture_output=True)
+    else:
+        shutil.rmtree(dest / "challenge")
+    return dest
+
+
 def test_solutions_get_full_marks(tmp_path):
-    results, output, code = grade(REPO_ROOT / "solutions", tmp_path / "r.json")
+    results, output, code = grade(_solutions_with_a_packed_detector(tmp_path / "solutions"), tmp_path / "r.json")
     assert code == 0, output
     assert results["score"] == results["max_score"] > 0
     assert {"intersect", "jaccard", "nms"} <= set(scores_by_unit(results))

@@ -2,7 +2,8 @@
 
 A homework is its folders (``solutions/<hw>/``, ``assignments/<hw>/``, ``autograder/<hw>/``,
 ``autograder/references/<hw>.pt``, ``detector/<hw>/``, ``utils/detectors/<hw>.py``) plus one entry
-here: its name, its notebooks in course order, its detector adapter and the notebook parameters
+here: its name, its notebooks in course order, its detector adapter (None for the final project,
+which trains the other homeworks' detectors) and the notebook parameters
 that run its notebooks in seconds (``make test``). Everything else reads this entry: the course
 order of the grader (``autograder.units.HOMEWORKS``), the adapters (``utils.detectors``), the order
 ``make solutions`` runs the notebooks in (``utils.run_notebooks``) and the tests.
@@ -23,10 +24,17 @@ class UnknownHomework(ValueError):
 class Homework:
     name: str                                  # the folder name under solutions/, assignments/, autograder/
     notebooks: tuple[str, ...]                 # file names in the order students work through them
-    adapter: str                               # module of the detector adapter (utils.detectors interface)
+    adapter: str | None                        # module of the detector adapter (utils.detectors interface);
+                                               # None for a homework that builds no detector of its own
     # Parameters-cell values that shrink every notebook to seconds (names a notebook does not
     # define are ignored); make test executes the solutions with them.
     tiny_params: dict[str, Any] = field(default_factory=dict)
+    # True for a homework that uses every homework's given code and release (the final project: a
+    # student may train any of the detectors): its bundle and worker view leave nothing out.
+    all_given: bool = False
+    # A file the student uploads beside the notebooks (the final project's packed detector,
+    # ``challenge.pt``); grading stages it with the notebook folders beside it (``<model>/*.ipynb``).
+    upload: str = ""
 
 
 REGISTRY: tuple[Homework, ...] = (
@@ -52,6 +60,11 @@ REGISTRY: tuple[Homework, ...] = (
              "utils.detectors.rfcn",
              {"IMAGE_SIZE": 96, "BATCH_SIZE": 2, "ITERATIONS": 2, "TIMING_IMAGES": 1,
               "VARIANTS": ("weighted", "ohem")}),
+    # The final project: train one of the detectors above, graded on a hidden test set. No adapter
+    # of its own; it reads every homework's given code and release.
+    Homework("challenge", ("1_final_project.ipynb",), None,
+             {"ITERATIONS": 2, "BATCH_SIZE": 2, "IMAGE_SIZE": 96, "EXPORT_CHECK_IMAGES": 1},
+             all_given=True, upload="challenge.pt"),
 )
 
 NAMES: tuple[str, ...] = tuple(h.name for h in REGISTRY)
@@ -71,7 +84,10 @@ GIVEN_PACKAGES = ("detector", "data", "utils")   # the kit's given code, shared 
 def of_another_homework(rel: Path, hw: str) -> bool:
     """Whether the kit path ``rel`` (relative to the kit's root) belongs to a homework other than
     ``hw``: a folder or file named after it (``detector/dsfd/``, ``utils/detectors/dsfd.py``,
-    ``utils/dsfd_diagnostics.py``)."""
+    ``utils/dsfd_diagnostics.py``). Nothing for a homework that uses every homework's given code
+    (``Homework.all_given``)."""
+    if any(entry.name == hw and entry.all_given for entry in REGISTRY):
+        return False
     others = [name for name in NAMES if name != hw]
     return any(part.split(".")[0] == other or part.startswith(f"{other}_")
                for part in rel.parts for other in others)
@@ -80,7 +96,9 @@ def of_another_homework(rel: Path, hw: str) -> bool:
 def given_code(root: Path, hw: str) -> list[Path]:
     """The given code homework ``hw`` ships and its grading worker reads: ``GIVEN_PACKAGES`` less
     the other homeworks' parts (the DSFD detector's box coding is RetinaFace's exercise). Whole
-    folders where nothing in them is left out, else their entries one by one."""
+    folders where nothing in them is left out, else their entries one by one. A homework that uses
+    every homework's given code (``Homework.all_given``) also gets the other homeworks' releases
+    (``assignments/<other>/``: the given cells of the detector its student chooses)."""
     def walk(path: Path) -> list[Path]:
         if path.name == "__pycache__" or of_another_homework(path.relative_to(root), hw):
             return []
@@ -88,4 +106,8 @@ def given_code(root: Path, hw: str) -> list[Path]:
                                      if "__pycache__" not in p.parts):
             return [path]
         return [q for child in sorted(path.iterdir()) for q in walk(child)]
-    return [p for name in GIVEN_PACKAGES if (root / name).exists() for p in walk(root / name)]
+    given = [p for name in GIVEN_PACKAGES if (root / name).exists() for p in walk(root / name)]
+    if any(entry.name == hw and entry.all_given for entry in REGISTRY):
+        given += [root / "assignments" / name for name in NAMES
+                  if name != hw and (root / "assignments" / name).is_dir()]
+    return given

@@ -63,7 +63,10 @@ def _short(err: BaseException) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 3] + "..."
 
 
-def _detect_all(challenge, inputs: Path, send) -> dict:
+def detect_all(challenge, inputs: Path, send) -> dict:
+    """The upload's detector on every picture of ``inputs`` (``<split>/<event>/*.jpg``); ``send``
+    gets ``event="loaded"`` before the first picture. Also the final project's graded unit
+    (``autograder.challenge.cases``) in the grading worker."""
     import torch
 
     from data.widerface import load_image
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         challenge = validate(args.submission / RESULT_NAME)   # builds the model from the upload's notebooks
-        result = _detect_all(challenge, args.inputs, send)
+        result = detect_all(challenge, args.inputs, send)
     except ChallengeError as err:
         result = {"status": "refused", "message": str(err).replace(str(args.submission) + "/", "")}
     except BaseException as err:  # noqa: BLE001 - student code: whatever it raises is its own failure

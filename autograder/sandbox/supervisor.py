@@ -313,6 +313,15 @@ class Sandbox:
         for path in folder.rglob("*"):  # readable by the worker's own uid
             path.chmod(0o755 if path.is_dir() else 0o644)
 
+    def _own_timeout(self, grade_id: str) -> float:
+        """The unit's own time limit (``Unit.timeout``; 0 when it has none)."""
+        from autograder.units import homework_units
+
+        try:
+            return float(homework_units(self.hw)[grade_id].timeout)
+        except (ValueError, KeyError, ImportError):
+            return 0.0
+
     def run(self, grade_id: str) -> UnitRun:
         """The unit's outputs on all its cases (run once, then cached)."""
         if grade_id not in self.runs:
@@ -332,13 +341,14 @@ class Sandbox:
             return UnitRun(grade_id, load, "load_failed", load.get("detail", ""))
         result_path = self.results / f"{grade_id}.pt"
         self._write_inputs(grade_id)
+        timeout = max(self.unit_timeout, self._own_timeout(grade_id))
         started = time.monotonic()
-        command = {"cmd": "run", "unit": grade_id, "timeout": self.unit_timeout}
+        command = {"cmd": "run", "unit": grade_id, "timeout": timeout}
         try:
             self._proc.stdin.write((json.dumps(command) + "\n").encode())
             self._proc.stdin.flush()
             while True:
-                line = self._reader.readline(self.unit_timeout + WORKER_MARGIN)
+                line = self._reader.readline(timeout + WORKER_MARGIN)
                 if line is None:
                     raise EOFError
                 msg = json.loads(line)

@@ -36,19 +36,18 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from autograder import feedback as fb
+from autograder.challenge.scoring import ap_text, score
 from autograder.results import OK, CheckResult, Report, gradescope_results
 from autograder.sandbox.challenge_runner import RESULT_NAME
 from autograder.sandbox.supervisor import REPO_ROOT, hidden_paths, read_result, worker_environment
 from autograder.staff.hidden_set import CACHE_ROOT, IMAGES_PER_SPLIT, SPLITS, render
 from utils.challenge import FILE_NAME
-from utils.evaluate import evaluate
 
 HW = "challenge"
 UNIT = "challenge"
@@ -208,35 +207,21 @@ def run_detector(upload: Path, pictures: dict[str, Path], time_limit: float = TI
         return Run("ok", predictions=data.get("predictions"), seconds=max(seconds, 1e-6), log=tail, note=note)
 
 
-def _as_numpy(predictions: dict) -> dict:
-    """{event: {name: [K, 5]}} as ``utils.evaluate`` reads it; anything malformed is dropped (a
-    tensor that is not K x 5 numbers, rows with NaN or inf: the upload's code made them)."""
-    out = {}
-    for event, images in (predictions or {}).items():
-        if isinstance(images, dict):
-            rows = {str(n): t.detach().double().reshape(-1, 5) for n, t in images.items()
-                    if isinstance(t, torch.Tensor) and not t.is_complex() and t.numel() % 5 == 0}
-            out[str(event)] = {n: r[torch.isfinite(r).all(dim=1)].numpy() for n, r in rows.items()}
-    return out
-
-
 def score_splits(predictions: dict, splits: dict) -> dict[str, dict]:
     """{split: {"ap": {setting: AP}, "images": n, "faces": {setting: n}}} with the WIDER protocol."""
-    scores = {}
-    for name, split in splits.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")          # missing images count as no detections
-            result = evaluate(_as_numpy(predictions.get(name, {})), split.ground_truth)
-        images = sum(1 for _ in split.images.rglob("*.jpg"))
-        scores[name] = {"ap": {k: float(v) for k, v in result.ap.items()}, "images": images,
-                        "faces": dict(result.num_faces)}
-    return scores
+    return {name: score(predictions.get(name, {}), split.ground_truth, sum(1 for _ in split.images.rglob("*.jpg")))
+            for name, split in splits.items()}
 
 
-def _ap_text(scores: dict) -> str:
-    ap = scores["ap"]
-    return (f"AP easy / medium / hard {ap.get('easy', 0):.3f} / {ap.get('medium', 0):.3f} / "
-            f"{ap.get('hard', 0):.3f} on {scores['images']} hidden pictures")
+def hidden_case(workdir: Path, images: int = IMAGES_PER_SPLIT, cache: Path = CACHE_ROOT) -> dict:
+    """The hidden case of the homework's unit (``autograder.challenge.cases``): the pictures of
+    both hidden splits (rendered once, cached), ``pictures/<split>/<event>/*.jpg``; the ground
+    truth stays here (``autograder.challenge.checks`` scores with ``render`` again, from the cache)."""
+    pictures = Path(workdir) / "pictures"
+    pictures.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        shutil.copytree(render(name, images, cache).images, pictures / name)
+    return {"pictures": str(pictures)}
 
 
 def checks_from(run: Run, scores: dict | None) -> list[CheckResult]:
@@ -250,7 +235,7 @@ def checks_from(run: Run, scores: dict | None) -> list[CheckResult]:
             continue
         ap = scores[t.split]["ap"].get(t.setting, 0.0)
         ok = ap >= t.min_ap
-        text = f"{_ap_text(scores[t.split])}; needs AP {t.setting} >= {t.min_ap:.2f}"
+        text = f"{ap_text(scores[t.split])}; needs AP {t.setting} >= {t.min_ap:.2f}"
         checks.append(CheckResult(UNIT, t.title, t.points, t.points if ok else 0.0, OK if ok else fb.WRONG,
                                   text, public, round(run.seconds, 3)))
     return checks

@@ -48,6 +48,8 @@ def solution_outputs(hw: str, solutions: Path, keep: Callable[[Case], bool]) -> 
 def make_references(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
     """{unit: {case: output, wrapped}} for the cases whose outputs are stored (``Case.reference``)."""
     references = {gid: {} for gid in homework_units(hw)}
+    if not any(case.reference for unit in homework_units(hw).values() for case in unit.cases):
+        return references  # nothing stored (the final project: scored by AP, not against the solutions)
     for (gid, name), value in solution_outputs(hw, solutions, lambda case: case.reference).items():
         references[gid][name] = wrap(value)  # tagged, so numpy arrays survive weights_only loading
     return references

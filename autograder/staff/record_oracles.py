@@ -158,6 +158,8 @@ def _run(test: Callable, submission: RecordingSubmission) -> BaseException | Non
 def record(hw: str, solutions: Path = REPO_ROOT / "solutions") -> dict:
     modules = import_reference_modules(hw)           # patched before any check imports them by name
     recorder = Recorder(modules)
+    if not modules:  # no reference code to record (the final project: scored by AP on pictures)
+        return recorder.payload()
     outputs = solution_outputs(hw, solutions, lambda case: case.public)  # hidden inputs: not recorded
     recorder.active = True
     units = RecordingSubmission(hw, outputs).units

@@ -40,8 +40,9 @@ from utils.detectors.notebooks import NotebookCode, UserError, load_code
 from utils.detectors.weights import load_weights
 from utils.homeworks import REGISTRY
 
-# name -> adapter module, from the homework registry (utils/homeworks.py).
-ADAPTERS = {entry.name: entry.adapter for entry in REGISTRY}
+# name -> adapter module, from the homework registry (utils/homeworks.py); a homework without a
+# detector of its own (the final project) is no model.
+ADAPTERS = {entry.name: entry.adapter for entry in REGISTRY if entry.adapter is not None}
 
 
 def adapter(model: str) -> ModuleType:

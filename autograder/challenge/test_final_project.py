@@ -1,0 +1,42 @@
+"""Grading of the final project (``1_final_project.ipynb`` + the packed upload ``challenge.pt``).
+
+One unit, ``challenge``: the uploaded detector (the student's own model code and post-processing,
+their trained weights) on public pictures (visible before the due date, also in the notebook's
+check cell) and on the hidden test set's two splits, with points from AP-hard thresholds. The hidden
+tests are ``autograder.staff.challenge.THRESHOLDS`` (the standalone staff grader with its
+leaderboard), one test each; ``tests/test_challenge_homework.py`` checks that they agree.
+"""
+from autograder.challenge import checks
+from autograder.grading import graded
+
+HW = "challenge"
+
+
+@graded("challenge", 2, "public pictures: the upload loads, runs and reaches AP hard >= 0.15")
+def test_public(submission):
+    checks.check_public(submission, "hard", 0.15)
+
+
+@graded("challenge", 2, "hidden split 'similar': AP hard >= 0.15", public=False)
+def test_similar_015(submission):
+    checks.check_hidden(submission, "similar", "hard", 0.15)
+
+
+@graded("challenge", 2, "hidden split 'similar': AP hard >= 0.35", public=False)
+def test_similar_035(submission):
+    checks.check_hidden(submission, "similar", "hard", 0.35)
+
+
+@graded("challenge", 2, "hidden split 'similar': AP hard >= 0.55", public=False)
+def test_similar_055(submission):
+    checks.check_hidden(submission, "similar", "hard", 0.55)
+
+
+@graded("challenge", 2, "hidden split 'shifted': AP hard >= 0.15", public=False)
+def test_shifted_015(submission):
+    checks.check_hidden(submission, "shifted", "hard", 0.15)
+
+
+@graded("challenge", 2, "hidden split 'shifted': AP hard >= 0.30", public=False)
+def test_shifted_030(submission):
+    checks.check_hidden(submission, "shifted", "hard", 0.30)
