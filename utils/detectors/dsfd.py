@@ -36,14 +36,14 @@ NOTEBOOKS = (MODEL_NOTEBOOK, TRAINING_NOTEBOOK)
 # The demo's recipe (VGG-16-lite, crops of 256 px), trained from ``init_from_scratch`` (train_detector
 # and train_dsfd apply it to every model they build) and tested with LITE_TEST_SCALES. Cost: 499 vs
 # RetinaFace's 245 MMAC per crop (forward + backward 2.3x RetinaFace's per image, `python -m
-# bench.training_cost --batch 8 --repeats 2`); channels_last makes it 16% faster on this CPU (mkldnn
-# convolutions of 8-64 channels: 0.067 vs 0.079 s per image). Measured 2026-12-01 on the quiet 2-core
-# machine (2 threads, `python -m utils.demo --model dsfd --fresh`): training 985 s, 17.3 min in all (with
-# a three-scale evaluation, 45 s; the two-scale one takes 40 s); AP easy / medium / hard 0.934 / 0.939 /
-# 0.864. A rerun took 11.4 min (training 653 s), identical AP: the machine's speed varies, the budget fits
-# the slower run. AdamW is what made it fit: SGD lr 0.01 (850 steps, otherwise the same recipe) ended at
-# loss 6.7 (mean of the last 50 steps; AdamW 5.5) and AP 0.682 / 0.853 / 0.799; at step 300 the loss was
-# 13.2 with SGD, 9.5 with AdamW.
+# bench.training_cost --batch 8 --repeats 2`); channels_last makes it 26-36% faster on this CPU (mkldnn
+# convolutions of 8-64 channels; `python -m bench.training_cost`, batch 12, 2026-12-07: x0.64 and
+# x0.74). Measured 2026-12-01 on the quiet 2-core machine (2 threads, `python -m utils.demo --model dsfd
+# --fresh`): training 985 s, 17.3 min in all (with a three-scale evaluation, 45 s; the two-scale one
+# takes 40 s); AP easy / medium / hard 0.934 / 0.939 / 0.864. A rerun took 11.4 min (training 653 s),
+# identical AP: the machine's speed varies, the budget fits the slower run. AdamW is what made it fit:
+# SGD lr 0.01 (850 steps, otherwise the same recipe) ended at loss 6.7 (mean of the last 50 steps; AdamW
+# 5.5) and AP 0.682 / 0.853 / 0.799; at step 300 the loss was 13.2 with SGD, 9.5 with AdamW.
 # With PyTorch's default init the loss rose (15.6 at step 50 -> 20.1 at 150; same 60-step schedule,
 # steps 11-25 at lr ~0.01: mean loss 18.7 with the default init, 15.6 with init_from_scratch): the deep
 # maps carried ~1e-5 of the image (see init_from_scratch).
