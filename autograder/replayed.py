@@ -206,7 +206,7 @@ def replayed_module(name: str, methods: list[str]) -> type:
 
         def replay_method(self, *args, **kwargs):
             call = _recorded_call(qualified, method_key_arguments(self, args), kwargs)
-            result = on_device(answer(call, args, kwargs), (args, kwargs, list(self.state_dict().values())))
+            result = on_device(answer(call, args, kwargs), (args, kwargs, list(self.parameters())))
             return with_gradients(call, result, args, kwargs)
 
         replay_method.__name__, replay_method.__qualname__ = attribute, f"{name}.{attribute}"
