@@ -15,7 +15,7 @@ SUBMISSIONS ?= submitted
 GRADES ?= outputs/grades/class
 JOBS ?= 2
 
-.PHONY: demo test release check-release references solutions grade venv student-kit gradescope grade-class grade-challenge
+.PHONY: demo test release check-release references solutions grade venv student-kit gradescope grade-class
 
 venv: $(STAMP)
 
@@ -73,7 +73,3 @@ gradescope: $(STAMP)
 ## grade-class: grade every submission in SUBMISSIONS (one folder or zip per student) into GRADES
 grade-class: $(STAMP)
 	$(PY) -m autograder.staff.batch --submissions $(SUBMISSIONS) --out $(GRADES) --hw $(HW) --jobs $(JOBS)
-
-## grade-challenge: grade every final-project upload in SUBMISSIONS (one folder or zip per student) into GRADES
-grade-challenge: $(STAMP)
-	$(PY) -m autograder.staff.challenge_class class --submissions $(SUBMISSIONS) --out $(GRADES) --jobs $(JOBS)

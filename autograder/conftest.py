@@ -181,11 +181,13 @@ def _reports(config: pytest.Config) -> list[Report]:
         if not records:
             continue
         report = Report(hw, order_checks(records, engine.test_order(hw)), list(state["notes"].get(hw, [])))
-        folder = state["submissions"][hw].sandbox.submission if hw in state["submissions"] else None
+        sub = state["submissions"].get(hw)
         options = _options(config, hw)
-        if folder is not None:
+        if sub is not None:
+            folder = sub.sandbox.submission
             engine.charge_once(report, folder, options)
             engine.staff_review(report, folder, options)
+            engine.homework_extras(report, sub)
             if options.reference_dir is None:
                 report.notes += unapplied_regrade_notes(report.regrades)
         report.seconds = round(time.monotonic() - state["clock"], 2)

@@ -4,14 +4,17 @@
 
 ``grade`` finds the homework's notebooks in the submission (``autograder.submissions.stage``:
 renamed, nested or missing notebooks), runs every graded test against the sandboxed worker
-(``run_checks``), then charges each mistake once (``charge_once``) where the solutions are on disk
-(``Options.reference_dir``; course staff only). ``pytest autograder/`` runs the same tests as pytest
+(``run_checks``), adds what the homework itself reports beyond its checks (``homework_extras``: the
+final project's leaderboard), then charges each mistake once (``charge_once``) where the solutions
+are on disk (``Options.reference_dir``; course staff only). ``pytest autograder/`` runs the same tests as pytest
 items and then the same ``charge_once`` (``autograder/conftest.py``); Gradescope's
 ``run_autograder`` and class grading call ``grade``; all of them turn the Report into results.json
 with ``autograder.results``, so the same submission gets the same results.json from each.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -117,13 +120,41 @@ def tests_for(hw: str, hidden: bool, units: set[str] | None = None) -> list[Call
 def run_checks(hw: str, folder: Path, options: Options,
                units: set[str] | None = None) -> tuple[list[CheckResult], list[str]]:
     """(results, notes) of the graded tests of ``units`` (default all) on one staged folder."""
+    results, notes, _ = _checked(hw, folder, options, units)
+    return results, notes
+
+
+def _checked(hw: str, folder: Path, options: Options,
+             units: set[str] | None = None) -> tuple[list[CheckResult], list[str], SandboxSubmission]:
+    """``run_checks`` and the submission it graded (closed: its answers and scores stay readable)."""
     sub = open_submission(hw, folder, options)
     try:
         notes = start(sub)
         results = [run_check(t, sub) for t in tests_for(hw, options.hidden, units)]
     finally:
         sub.close()
-    return results, notes
+    return results, notes, sub
+
+
+EXTRAS = "report_extras"    # autograder/<hw>/report_extras.py: what a homework reports beyond its checks
+
+
+def homework_extras(report: Report, submission: SandboxSubmission) -> None:
+    """What the homework adds to its Report beyond the checks, from what grading already computed
+    (the submission may be closed), where ``autograder/<hw>/report_extras.py`` exists:
+    ``leaderboard(submission)`` -> Gradescope's leaderboard entries (or None), ``curves(submission)``
+    -> the precision-recall curves behind it (for the class summary), ``notes(submission)``
+    -> lines for the top of the feedback (shown before the due date), and, where staff grade
+    (``report.review`` is a list), ``review(submission)`` -> lines for a person to look at."""
+    name = f"autograder.{report.hw}.{EXTRAS}"
+    if importlib.util.find_spec(name) is None:
+        return
+    extras = importlib.import_module(name)
+    report.leaderboard = extras.leaderboard(submission)
+    report.curves = extras.curves(submission)
+    report.notes += extras.notes(submission)
+    if report.review is not None:
+        report.review += extras.review(submission)
 
 
 def charge_once(report: Report, folder: Path, options: Options) -> None:
@@ -168,10 +199,11 @@ def grade(hw: str, source: Path, options: Options) -> Report:
 def grade_staged(hw: str, folder: Path, notes: list[str], options: Options) -> Report:
     """``grade`` of notebooks already staged in ``folder`` (``stage_submission``'s folder and notes);
     the caller times it, staging included."""
-    checks, worker_notes = run_checks(hw, folder, options)
+    checks, worker_notes, sub = _checked(hw, folder, options)
     report = Report(hw, order_checks(checks, test_order(hw)), notes + worker_notes)
     charge_once(report, folder, options)
     staff_review(report, folder, options)
+    homework_extras(report, sub)
     return report
 
 

@@ -44,13 +44,20 @@ class Graded:
     points: float
     title: str
     public: bool = True
+    visible: bool | None = None      # Gradescope shows the result before the due date (None: = public)
+
+    @property
+    def shown_now(self) -> bool:
+        return self.public if self.visible is None else self.visible
 
 
-def graded(unit: str, points: float, title: str, public: bool = True) -> Callable:
+def graded(unit: str, points: float, title: str, public: bool = True, visible: bool | None = None) -> Callable:
     """Mark a test as worth ``points`` for answer cell ``unit``; ``public`` tests also run in the
-    notebook's check cells."""
+    notebook's check cells (and the student bundle). ``visible``: Gradescope shows the result before
+    the due date (default: only public tests'); a hidden test whose data stays secret may still
+    show its result, as the final project's leaderboard split does."""
     def decorate(fn: Callable) -> Callable:
-        fn.graded = Graded(unit, points, title, public)
+        fn.graded = Graded(unit, points, title, public, visible)
         return pytest.mark.graded(fn.graded)(fn)
     return decorate
 

@@ -22,7 +22,9 @@ from autograder.units import Unit
 SKIPPED = "skipped"
 OK = "ok"
 CHARGE_ONCE = "a mistake is charged once"
-REVIEW_TEST = "review: answer cells reaching into library or interpreter internals (staff only, no points)"
+# What a person should look at (autograder.review: answer cells reaching into library or interpreter
+# internals; a homework's own findings, e.g. an upload fine-tuned from published weights).
+REVIEW_TEST = "review: for course staff to look at (staff only, no points)"
 
 
 @dataclass
@@ -36,6 +38,11 @@ class CheckResult:
     public: bool
     seconds: float
     blamed: tuple[str, ...] = ()   # units it calls that the failure names as failing (not in results.json)
+    visible: bool | None = None    # shown before the due date (None: when public)
+
+    @property
+    def shown_now(self) -> bool:
+        return self.public if self.visible is None else self.visible
 
 
 def check_result(info, error: BaseException | None, seconds: float) -> CheckResult:
@@ -56,7 +63,7 @@ def check_result(info, error: BaseException | None, seconds: float) -> CheckResu
         message = f"the check could not handle the result: {type(error).__name__}: {error}"
     score = info.points if kind == OK else 0.0
     return CheckResult(info.unit, info.title, info.points, score, kind, message, info.public,
-                       round(seconds, 3), tuple(blamed))
+                       round(seconds, 3), tuple(blamed), getattr(info, "visible", None))
 
 
 @dataclass
@@ -80,9 +87,12 @@ class Report:
     # Answer cells that reach into library or interpreter internals (autograder.review), for a person
     # to look at; None where no review ran (the student bundle). Never costs points.
     review: list[str] | None = None
-    # Gradescope's leaderboard entries ({"name", "value", "order"}), for the final project's upload
-    # (autograder.staff.challenge); None where the homework has no leaderboard.
+    # Gradescope's leaderboard entries ({"name", "value", "order"}) where the homework reports one
+    # (autograder/<hw>/report_extras.py: the final project); None elsewhere.
     leaderboard: list[dict] | None = None
+    # The precision-recall curves behind the leaderboard ({setting: {"recall", "precision"}}), for the
+    # class summary's figure (not in results.json); None elsewhere.
+    curves: dict | None = None
 
     def unit_scores(self) -> dict[str, tuple[float, float]]:
         """{unit: (score, max)} over the counted (not skipped) checks, in check order."""
@@ -105,7 +115,7 @@ class Report:
     def to_dict(self) -> dict:
         return {"hw": self.hw, "checks": [asdict(c) for c in self.checks], "notes": self.notes,
                 "seconds": self.seconds, "regrades": [asdict(r) for r in self.regrades],
-                "review": self.review, "leaderboard": self.leaderboard}
+                "review": self.review, "leaderboard": self.leaderboard, "curves": self.curves}
 
 
 def order_checks(checks: list[CheckResult], test_order: list[tuple[str, str]]) -> list[CheckResult]:
@@ -193,22 +203,26 @@ def unapplied_regrade_notes(plan: list[Regrade]) -> list[str]:
 
 # -- views ---------------------------------------------------------------------------------------
 def gradescope_results(report: Report, extra_notes: tuple[str, ...] | list[str] = ()) -> dict:
-    """Gradescope's results.json: every counted check a test, hidden ones ``after_due_date``; the
-    top-level output shows the public-check total (what students may see before the due date)."""
+    """Gradescope's results.json: every counted check a test, hidden ones ``after_due_date`` unless
+    they are ``visible``; the top-level output shows the totals students may see before the due date."""
     tests = [{"name": f"{c.unit}: {c.title}", "score": c.score, "max_score": c.points,
               "status": "passed" if c.kind == OK else "failed",
               "output": c.feedback if c.kind == OK else f"{c.kind}: {c.feedback}",
-              "visibility": "visible" if c.public else "after_due_date"}
+              "visibility": "visible" if c.shown_now else "after_due_date"}
              for c in report.checks if c.kind != SKIPPED]
     if report.review is not None:
         tests.append({"name": REVIEW_TEST, "score": 0.0, "max_score": 0.0,
                       "status": "failed" if report.review else "passed",
                       "output": "\n".join(report.review) or "nothing found", "visibility": "hidden"})
     public, public_max = report.public_total()
-    hidden_max = sum(t["max_score"] for t in tests) - public_max
+    shown = [c for c in report.checks if c.kind != SKIPPED and c.shown_now and not c.public]
+    later = sum(c.points for c in report.checks if c.kind != SKIPPED and not c.shown_now)
     lines = [f"Public checks: {public:g} / {public_max:g} points."]
-    if hidden_max:
-        lines.append(f"Hidden checks ({hidden_max:g} points) are shown after the due date.")
+    if shown:
+        lines.append(f"Checks on hidden data shown now: {sum(c.score for c in shown):g} / "
+                     f"{sum(c.points for c in shown):g} points.")
+    if later:
+        lines.append(f"Hidden checks ({later:g} points) are shown after the due date.")
     lines += [f"note: {n}" for n in [*extra_notes, *report.notes]]
     results = {"score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
                "execution_time": report.seconds, "output": "\n".join(lines), "tests": tests}

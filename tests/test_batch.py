@@ -95,7 +95,7 @@ def test_summary_plots_and_written_answers(graded_class):
     _, out, _ = graded_class
     summary = (out / "summary.md").read_text()
     assert "| nms |" in summary and "no notebooks" in summary and "erin" in summary
-    assert "## Answer cells to review by hand" in summary
+    assert "## To review by hand" in summary
     assert "- mallory: nms (4_matching_nms.ipynb, line 1): imports gc" in summary
     for plot in ("score_histogram.png", "unit_pass_rate.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.notebooks import REPO_ROOT, copy_homework, edit_cells, grade, graded_entries, scores_by_unit, set_answer
+from tests.trained_upload import PUBLIC_RETINAFACE, fine_tuned_retinaface
 
 NOTEBOOK = "retinaface/4_matching_nms.ipynb"
 UNIT_TIMEOUT = "15"  # seconds; the retinaface unit needs ~1 s on an idle CPU, several on a busy one
@@ -37,18 +38,16 @@ def _grade_with_nms(tmp_path, source, *extra):
     return results, output, code
 
 
-PUBLIC_RETINAFACE = REPO_ROOT.parent / "shared" / "data" / "checkpoints" / "retinaface_mobilenet0.25.pth"
-
-
 def _solutions_with_a_packed_detector(dest):
     """solutions/ as submitted: the final project (challenge) is graded on the detector packed beside
-    its notebook, which solutions/ does not hold (the notebook trains and packs it when run): the
-    public RetinaFace MobileNet-0.25 checkpoint is packed there (the solution's choice, RetinaFace
-    lite), or, without ../shared/data, the challenge is left out."""
+    its notebook, which solutions/ does not hold (the notebook trains and packs it when run): a
+    RetinaFace MobileNet-0.25 fine-tuned from the published checkpoint is packed there
+    (``tests.trained_upload``), or, without ../shared/data, the challenge is left out."""
     shutil.copytree(REPO_ROOT / "solutions", dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     if PUBLIC_RETINAFACE.is_file():
-        subprocess.run([sys.executable, "-m", "utils.challenge", "pack", "--model", "retinaface", "--weights",
-                        str(PUBLIC_RETINAFACE), "--out", str(dest / "challenge"), "--impl", "solutions"],
+        subprocess.run([sys.executable, "-m", "utils.challenge", "pack", "--model", "retinaface", "--cfg",
+                        "mobilenet0.25", "--weights", str(fine_tuned_retinaface()), "--out",
+                        str(dest / "challenge"), "--impl", "solutions"],
                        cwd=REPO_ROOT, check=True, capture_output=True)
     else:
         shutil.rmtree(dest / "challenge")

@@ -6,14 +6,14 @@ import pytest
 
 from autograder.units import HOMEWORKS
 from tests.notebooks import REPO_ROOT
+from tests.trained_upload import PUBLIC_RETINAFACE, fine_tuned_retinaface
 from data.synthetic import generate
 from utils.homeworks import homework
 from utils.run_notebooks import main as run_notebooks
 
 # The final project's check cell scores the packed detector by AP on public pictures, which a
-# 2-iteration run cannot reach: the test packs the public RetinaFace MobileNet-0.25 checkpoint
-# (the solution's choice, retinaface lite) instead, and skips where ../shared/data is absent.
-PUBLIC_RETINAFACE = REPO_ROOT.parent / "shared" / "data" / "checkpoints" / "retinaface_mobilenet0.25.pth"
+# 2-iteration run cannot reach: the test packs a RetinaFace MobileNet-0.25 fine-tuned from the
+# published checkpoint instead (tests.trained_upload), and skips where ../shared/data is absent.
 
 # Lines an executed notebook must print (the experiment tables' rows).
 PRINTED_ROWS = {"tinaface": ("baseline", "+DIoU", "+Inception", "+IoU-aware", "+DCN", "BiFPN")}
@@ -32,7 +32,7 @@ def test_solution_notebooks_execute(hw, tiny_data, tmp_path):
     if hw == "challenge":
         if not PUBLIC_RETINAFACE.is_file():
             pytest.skip(f"{PUBLIC_RETINAFACE} is absent (the final project's check needs a trained detector)")
-        params["PACK_WEIGHTS"] = str(PUBLIC_RETINAFACE)
+        params["PACK_WEIGHTS"] = str(fine_tuned_retinaface())
     out = tmp_path / "executed"
     code = run_notebooks(["--hw", hw, "--out", str(out), *(f"--param={k}={v!r}" for k, v in params.items())])
     assert code == 0

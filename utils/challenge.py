@@ -40,7 +40,9 @@ packed bytes, and again on the written folder), by ``check`` and by the grader. 
 8. a state dict that does not fit the model built with that config from ``impl``'s notebooks (default:
    the notebooks beside the file, ``<folder of FILE>/<M>/``): the first missing key, else the first
    tensor whose shape differs (both shapes), else the first unexpected key (in the model's order,
-   then the file's); a model that cannot be built from those notebooks is refused too.
+   then the file's); a model that cannot be built from those notebooks is refused too;
+9. weights that are a published checkpoint (``utils.published_weights``: the public RetinaFace
+   MobileNet-0.25 packed as it is), not a detector the student trained.
 
 ``pack`` refuses with the same messages (``error: ...``, exit code 2), writes nothing while the packed
 bytes fail, and removes ``DIR/challenge.pt`` if the written folder fails (the notebook copies stay).
@@ -62,6 +64,7 @@ from utils.cli import run
 from utils.detectors import ADAPTERS, UserError, adapter, load_model
 from utils.detectors.notebooks import notebook_folder
 from utils.homeworks import homework
+from utils.published_weights import refusal, same_as_published
 from utils.training.checkpoint import atomic_save
 
 FILE_NAME = "challenge.pt"
@@ -171,6 +174,9 @@ def check_payload(obj: Any, path: Path, size: int, impl: str | Path, where: str 
         except UserError as err:
             raise ChallengeError(f"{where}: cannot build {what} to check the state_dict against: {err}") from err
     _check_fit(state, net.state_dict(), where, what)
+    published = same_as_published(state)
+    if published is not None:
+        raise ChallengeError(f"{where}: {refusal(published)}")
     return Challenge(Path(path), model, cfg, state, size, impl)
 
 

@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = CACHE_ROOT / "baselines"
 
 
-def run(out: Path = DEFAULT_OUT, images: int = IMAGES_PER_SPLIT, cache: Path = CACHE_ROOT,
+def run(out: Path = DEFAULT_OUT, images: int | None = None, cache: Path | None = None,
         models: tuple[str, ...] = tuple(ADAPTERS), public_weights: Path = PUBLIC_WEIGHTS,
         demo_root: Path = REPO_ROOT / "outputs", device: str = "cpu") -> dict[str, Path]:
     """{split: its baselines.md}, every hidden split rendered (or found) first."""
@@ -39,7 +39,7 @@ def run(out: Path = DEFAULT_OUT, images: int = IMAGES_PER_SPLIT, cache: Path = C
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--images", type=int, default=IMAGES_PER_SPLIT, help="hidden pictures per split")
+    parser.add_argument("--images", type=int, default=None, help=f"hidden pictures per split (default {IMAGES_PER_SPLIT})")
     parser.add_argument("--models", default=",".join(ADAPTERS), help="the kit's detectors after make demo")
     parser.add_argument("--public-weights", type=Path, default=PUBLIC_WEIGHTS)
     parser.add_argument("--demo-root", type=Path, default=REPO_ROOT / "outputs")

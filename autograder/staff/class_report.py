@@ -4,9 +4,10 @@
 question (from manual_scores.csv; empty until a TA scores it), and the total. ``summary.md``: the
 spread of totals and, per unit, the share of students with full marks, so the exercises the class
 failed stand out; ``score_histogram.png`` and ``unit_pass_rate.png`` show the same. Where the
-reports carry Gradescope leaderboard entries (the final project, ``autograder.staff.challenge``),
+reports carry Gradescope leaderboard entries (the final project, ``autograder/challenge/report_extras.py``),
 the gradebook has one column per entry (AP hard, medium, easy, images/s, parameters) and the
-summary a leaderboard table, ranked by the first entry.
+summary a leaderboard table, ranked by the first entry, and ``leaderboard_pr_curves.png``: the
+precision-recall curves (hard setting) of the ``PR_CURVES`` best students, from the reports' ``curves``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import statistics
 from pathlib import Path
 
 HISTOGRAM_BINS = 20
+PR_CURVES = 10              # students drawn in the leaderboard's precision-recall figure
+PR_SETTING = "hard"
 
 
 def gradebook(path: Path, reports: dict[str, dict], units: list[str], written: list[str],
@@ -60,21 +63,59 @@ def leaderboard_lines(reports: dict[str, dict]) -> list[str]:
     columns = leaderboard_columns(reports)
     if not columns:
         return []
-    first = next(e for r in reports.values() for e in r.get("leaderboard") or [] if e.get("name") == columns[0])
-    sign = -1 if first.get("order", "desc") == "desc" else 1
-    board = {s: board_values(r) for s, r in reports.items() if r.get("leaderboard")}
-
-    def key(item):
-        value = item[1].get(columns[0])
-        return (0, sign * value) if isinstance(value, (int, float)) else (1, 0)
-
     lines = ["## Leaderboard", "", "| rank | student | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
-    for rank, (student, values) in enumerate(sorted(board.items(), key=key), 1):
+    for rank, student in enumerate(ranked(reports), 1):
+        values = board_values(reports[student])
         cells = [f"{values[c]:g}" if isinstance(values.get(c), (int, float)) else str(values.get(c, ""))
                  for c in columns]
         lines.append(f"| {rank} | {student} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def ranked(reports: dict[str, dict]) -> list[str]:
+    """The students with a leaderboard, best first by its first entry (its order)."""
+    columns = leaderboard_columns(reports)
+    if not columns:
+        return []
+    first = next(e for r in reports.values() for e in r.get("leaderboard") or [] if e.get("name") == columns[0])
+    sign = -1 if first.get("order", "desc") == "desc" else 1
+    board = {s: board_values(r) for s, r in reports.items() if r.get("leaderboard")}
+
+    def key(student):
+        value = board[student].get(columns[0])
+        return (0, sign * value) if isinstance(value, (int, float)) else (1, 0)
+    return sorted(board, key=key)
+
+
+def leaderboard_curves(out: Path, reports: dict[str, dict]) -> Path | None:
+    """``leaderboard_pr_curves.png``: the ``PR_SETTING`` precision-recall curves of the ``PR_CURVES``
+    best students that have curves; None when none has."""
+    drawn = [(s, reports[s]["curves"][PR_SETTING]) for s in ranked(reports)
+             if isinstance(reports[s].get("curves"), dict) and PR_SETTING in reports[s]["curves"]][:PR_CURVES]
+    if not drawn:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for student, curve in drawn:
+        ap = board_values(reports[student]).get(f"AP {PR_SETTING}")
+        ax.plot(curve["recall"], curve["precision"], label=f"{student}" + (f" ({ap:.3f})" if ap is not None else ""))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"Leaderboard: precision-recall ({PR_SETTING})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path = out / "leaderboard_pr_curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def unit_scores(report: dict) -> dict[str, tuple[float, float]]:
@@ -113,13 +154,19 @@ def summary(out: Path, rows: list[dict], reports: dict[str, dict], units: list[s
     board = leaderboard_lines(reports)
     if board:
         lines += [""] + board
+        try:
+            if leaderboard_curves(out, reports):
+                lines += [f"![precision-recall, {PR_SETTING}](leaderboard_pr_curves.png)", ""]
+        except ImportError as err:
+            lines += [f"(precision-recall figure not drawn: {err})", ""]
     for status, who in sorted(failed.items()):
         lines += ["", f"Not graded ({status}; scored 0, look at them by hand): " + ", ".join(who)]
     flagged = {s: r["review"] for s, r in sorted(reports.items()) if r.get("review")}
     if flagged:
-        lines += ["", "## Answer cells to review by hand", "",
-                  "They reach into library or interpreter internals (the grader's watch, frames, the "
-                  "garbage collector, private library functions). No points were taken for this.", ""]
+        lines += ["", "## To review by hand", "",
+                  "Answer cells that reach into library or interpreter internals (the grader's watch, "
+                  "frames, the garbage collector, private library functions), and final-project uploads "
+                  "fine-tuned from published weights. No points were taken for this.", ""]
         lines += [f"- {student}: {item}" for student, items in flagged.items() for item in items]
     lines += ["", "![scores](score_histogram.png) ![units](unit_pass_rate.png)"]
     path = out / "summary.md"

@@ -30,6 +30,7 @@ is named by a digest of seed and recipe, never by the seed.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -92,37 +93,65 @@ def _digest(seed: int, name: str, recipe: Recipe, images: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def render(name: str, images: int = IMAGES_PER_SPLIT, cache: Path = CACHE_ROOT,
+def render(name: str, images: int | None = None, cache: Path | None = None,
            seed: int | None = None, workers: int = 1) -> HiddenSplit:
     """Hidden split ``name`` (``SPLITS``), rendered once into ``cache`` and found there afterwards.
-    The same seed, recipe and count give byte-identical pictures (``data.synthetic``)."""
+    The same seed, recipe and count give byte-identical pictures (``data.synthetic``). Defaults,
+    read at each call: ``IMAGES_PER_SPLIT`` pictures, ``CACHE_ROOT``, ``secret_seed()``."""
     if name not in SPLITS:
         raise ValueError(f"unknown hidden split {name!r}; expected one of {', '.join(SPLITS)}")
+    images = IMAGES_PER_SPLIT if images is None else images
+    cache = CACHE_ROOT if cache is None else cache
     recipe, seed = SPLITS[name], secret_seed() if seed is None else seed
     folder = Path(cache) / f"{name}-{_digest(seed, name, recipe, images)}"
     if (folder / DONE).is_file():
         return HiddenSplit(name, folder)
-    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    results = generate_split(partial, "val", images, recipe.long_side, seed + recipe.seed_offset,
-                             workers, recipe.distractors)
-    write_ground_truth(results, partial / "val" / "ground_truth")
-    (partial / DONE).write_text(f"hidden split {name}: {images} pictures\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:   # graders side by side render it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / DONE).is_file():
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            results = generate_split(partial, "val", images, recipe.long_side, seed + recipe.seed_offset,
+                                     workers, recipe.distractors)
+            write_ground_truth(results, partial / "val" / "ground_truth")
+            (partial / DONE).write_text(f"hidden split {name}: {images} pictures\n")
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
     return HiddenSplit(name, folder)
 
 
-def render_all(images: int = IMAGES_PER_SPLIT, cache: Path = CACHE_ROOT, seed: int | None = None,
+def render_all(images: int | None = None, cache: Path | None = None, seed: int | None = None,
                workers: int = 1) -> dict[str, HiddenSplit]:
-    """Every hidden split, rendered or found in the cache."""
+    """Every hidden split, rendered or found in the cache (``render``'s defaults)."""
     return {name: render(name, images, cache, seed, workers) for name in SPLITS}
+
+
+def hidden_case(workdir: Path) -> dict:
+    """The hidden case of the final project's unit (``autograder.challenge.cases``): the pictures of
+    every hidden split, ``pictures/<split>/<event>/*.jpg``; the ground truth stays on the scoring
+    side (``hidden_scores``)."""
+    pictures = Path(workdir) / "pictures"
+    pictures.mkdir(parents=True, exist_ok=True)
+    for name, split in render_all().items():
+        shutil.copytree(split.images, pictures / name)
+    return {"pictures": str(pictures)}
+
+
+def hidden_scores(predictions: dict) -> dict[str, dict]:
+    """{split: {"ap": {setting: AP}, "images": n, "faces": {setting: n}}} of an upload's
+    predictions ({split: {event: {name: [K, 5]}}}) with the WIDER protocol."""
+    from autograder.challenge.scoring import score
+
+    return {name: score((predictions or {}).get(name, {}), split.ground_truth,
+                        sum(1 for _ in split.images.rglob("*.jpg")))
+            for name, split in render_all().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=IMAGES_PER_SPLIT, help="pictures per split")
-    parser.add_argument("--cache", type=Path, default=CACHE_ROOT)
+    parser.add_argument("--images", type=int, default=None, help=f"pictures per split (default {IMAGES_PER_SPLIT})")
+    parser.add_argument("--cache", type=Path, default=None, help=f"default {CACHE_ROOT}")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -24,3 +24,7 @@ mapfile -t TORCH < <(grep -E '^(torch|torchvision)[<>=!~ ]' "$SOURCE/requirement
 "$ROOT/venv/bin/python" -m pip install -r "$SOURCE/requirements.txt"
 # Fail the image build now, not at the first submission, if the kit does not import.
 cd "$SOURCE" && PYTHONPATH="$SOURCE" "$ROOT/venv/bin/python" -c "import torch, torchvision, autograder.staff.gradescope"
+# The final project's hidden test set, rendered once into the image rather than for each submission.
+if [ "{{hw}}" = "challenge" ]; then
+    cd "$SOURCE" && PYTHONPATH="$SOURCE" "$ROOT/venv/bin/python" -m autograder.staff.hidden_set
+fi
