@@ -4,16 +4,16 @@
 
 ``grade`` finds the homework's notebooks in the submission (``autograder.submissions.stage``:
 renamed, nested or missing notebooks), runs every graded test against the sandboxed worker
-(``run_checks``), adds what the homework itself reports beyond its checks (``homework_extras``: the
-final project's leaderboard), then charges each mistake once (``charge_once``) where the solutions
-are on disk (``Options.reference_dir``; course staff only). ``pytest autograder/`` runs the same tests as pytest
-items and then the same ``charge_once`` (``autograder/conftest.py``); Gradescope's
+(``run_checks``), charges each mistake once (``charge_once``) where the solutions are on disk
+(``Options.reference_dir``; course staff only), then adds what the homework itself reports beyond
+its checks (``homework_extras``: the final project's leaderboard). ``pytest autograder/`` runs the
+same tests as pytest items and then the same ``charge_once`` and ``homework_extras``
+(``autograder/conftest.py``); Gradescope's
 ``run_autograder`` and class grading call ``grade``; all of them turn the Report into results.json
 with ``autograder.results``, so the same submission gets the same results.json from each.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import shutil
