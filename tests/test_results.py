@@ -59,6 +59,19 @@ def test_a_regrade_keeps_the_better_score_and_shows_none_of_its_text():
     assert worse.unit_scores()["match"] == (1.0, 2.0) and not worse.regrades[0].applied
 
 
+def test_a_hidden_check_may_show_its_result_before_the_due_date():
+    """@graded(..., public=False, visible=True): hidden data (never in a check cell or the bundle),
+    its result shown at once; the output's totals say which points are shown when."""
+    shown = check_result(Graded("board", 2.0, "on hidden data", public=False, visible=True), None, 0.1)
+    later = check_result(Graded("board", 2.0, "after the due date", public=False), fb.GradingFailure("x"), 0.1)
+    assert (shown.public, shown.shown_now, later.shown_now) == (False, True, False)
+    data = gradescope_results(Report("hw", [_check("iou", 2), shown, later]))
+    assert [t["visibility"] for t in data["tests"]] == ["visible", "visible", "after_due_date"]
+    assert data["output"].splitlines()[:3] == ["Public checks: 2 / 2 points.",
+                                               "Checks on hidden data shown now: 2 / 2 points.",
+                                               "Hidden checks (2 points) are shown after the due date."]
+
+
 def test_without_the_solutions_the_table_says_what_official_grading_regrades():
     notes = unapplied_regrade_notes([Regrade("match", ("iou",)), Regrade("nms", ("iou",))])
     assert notes == ["a mistake is charged once: match and nms lost points through your iou; the official "
