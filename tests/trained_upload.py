@@ -9,7 +9,9 @@ the upload as fine-tuned from the published checkpoint, which is what it is.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,7 +27,7 @@ CFG = "mobilenet0.25"
 @functools.lru_cache(maxsize=1)
 def fine_tuned_retinaface() -> Path:
     """A state dict file: the published RetinaFace MobileNet-0.25 after 3 steps of fine-tuning
-    (made once per test process, in a temporary folder that lives as long as the process)."""
+    (made once per test process, in a temporary folder removed when the process ends)."""
     import torch
 
     from data.synthetic import generate
@@ -34,6 +36,7 @@ def fine_tuned_retinaface() -> Path:
     from utils.training.config import TrainConfig
 
     root = Path(tempfile.mkdtemp(prefix="fine-tuned-retinaface-"))
+    atexit.register(shutil.rmtree, root, True)
     generate(root / "data", 4, 1, long_side=640, seed=1)
     net = load_model("retinaface", CFG, "solutions", weights=PUBLIC_RETINAFACE).train()
     settings = TrainConfig(max_iterations=3, batch_size=4, lr=1e-3, momentum=0.9, optimizer="sgd",
