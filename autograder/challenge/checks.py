@@ -19,7 +19,7 @@ from autograder.challenge.cases import CASES, PUBLIC_IMAGES, PUBLIC_SPLIT, TIMEO
 from autograder.challenge.scoring import ap_text, score
 from autograder.units import case_names
 from utils.challenge import MAX_BYTES
-from utils.published_weights import refusal, same_as_published
+from utils.published_weights import distance, refusal
 
 UNIT = "challenge"
 
@@ -38,7 +38,7 @@ def _cached(submission, key: str, compute):
 
 
 def cached_scores(submission, key: str):
-    """What the checks computed and kept (``"public"``, ``"hidden"``, ``"state"``): a value, the
+    """What the checks computed and kept (``"public"``, ``"hidden"``, ``"state"``, ``"published"``): a value, the
     ``GradingFailure`` it ended in, or None where no check asked for it."""
     return submission.__dict__.get("_challenge_scores", {}).get(key)
 
@@ -73,10 +73,15 @@ def upload_state(submission) -> dict | None:
     return _cached(submission, "state", compute)
 
 
+def published_distances(submission) -> list:
+    """The upload's distance from each published checkpoint (``utils.published_weights.distance``),
+    measured once per submission and read by the checks, the leaderboard and the staff review."""
+    return _cached(submission, "published", lambda: distance(upload_state(submission) or {}))
+
+
 def published_match(submission):
     """The published checkpoint the upload's weights are (``utils.published_weights.Match``), or None."""
-    state = upload_state(submission)
-    return same_as_published(state) if state else None
+    return next((m for m in published_distances(submission) if m.same), None)
 
 
 def refuse_published(submission) -> None:

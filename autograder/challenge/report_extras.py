@@ -9,9 +9,8 @@ worker's run of the unit), so every view that builds the Report (``pytest autogr
 from __future__ import annotations
 
 from autograder.challenge.cases import PUBLIC_IMAGES, UPLOAD
-from autograder.challenge.checks import UNIT, cached_scores, published_match, upload_state
+from autograder.challenge.checks import UNIT, cached_scores, published_distances, published_match, upload_state
 from autograder.challenge.scoring import ap_text
-from utils.published_weights import distance
 
 LEADERBOARD_SPLIT = "similar"      # the hidden split whose tests are shown before the due date
 BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
@@ -76,7 +75,6 @@ def notes(submission) -> list[str]:
 def review(submission) -> list[str]:
     """Lines for course staff: an upload whose weights start from a published checkpoint (fine-tuned
     from it; the same weights are refused by the checks). Whether that is allowed is the course's rule."""
-    state = upload_state(submission)
     return [f"{UPLOAD}: starts from the published checkpoint {m.describe()} (fine-tuned from it; "
             f"independently trained weights are ~1.2 apart)"
-            for m in distance(state or {}) if m.starts_from and not m.same]
+            for m in published_distances(submission) if m.starts_from and not m.same]
