@@ -28,7 +28,8 @@ TESTING_NOTEBOOK = "6_testing_finetuning.ipynb"
 NOTEBOOKS = (MODEL_NOTEBOOK, ANCHOR_NOTEBOOK, CODING_NOTEBOOK, LOSS_NOTEBOOK, TESTING_NOTEBOOK)
 # The demo's recipe: about 10 minutes on 2 CPU cores (README), 16 crops of 320 px per step.
 DEMO = dict(image_size=320, max_iterations=1000, batch_size=16, lr=1e-2, momentum=0.9, weight_decay=5e-4,
-            optimizer="sgd", schedule="cosine", warmup_iterations=50, clip_grad_norm=10.0)
+            optimizer="sgd", schedule="cosine", warmup_iterations=50, clip_grad_norm=10.0,
+            channels_last=True)
 SMOKE_SIZE = (32, 32)        # input size used to check that the loaded functions run at all
 
 

@@ -35,7 +35,8 @@ NOTEBOOKS = (ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK)
 # 0.989 / 0.937 / 0.698 (2500 steps would have taken ~23 min). Per step the criterion (proposals,
 # anchor/proposal targets, head on the sampled RoIs) is ~15-20% and augmentation ~5%.
 DEMO = dict(image_size=320, max_iterations=1800, batch_size=8, lr=2e-3, momentum=0.9, weight_decay=1e-4,
-            optimizer="adamw", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0)
+            optimizer="adamw", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0,
+            channels_last=True)
 FACE = 1
 SMOKE_SIZE = 32
 

@@ -39,7 +39,8 @@ NOTEBOOKS = (MODEL_NOTEBOOK, BOXES_NOTEBOOK)
 # (full-width ResNet-10, 64-channel neck, 320 px, SGD) took 4.3 s per step and reached 0.211 / 0.402 /
 # 0.382 in 240 steps (20.1 min).
 DEMO = dict(image_size=256, max_iterations=1250, batch_size=8, lr=2e-3, momentum=0.9, weight_decay=1e-4,
-            optimizer="adamw", schedule="cosine", warmup_iterations=100, warmup_ratio=0.1, clip_grad_norm=10.0)
+            optimizer="adamw", schedule="cosine", warmup_iterations=100, warmup_ratio=0.1, clip_grad_norm=10.0,
+            channels_last=True)
 SMOKE_SIZE = (64, 64)
 
 
