@@ -385,6 +385,19 @@ def test_channels_last_matches_the_default_layout(tmp_path):
     torch.testing.assert_close(model.state_dict(), plain.state_dict(), rtol=1e-4, atol=1e-6)
 
 
+def test_a_view_that_breaks_under_channels_last_is_named(tmp_path):
+    class Viewing(tiny.TinyNet):     # flattens channels with pixels by .view, as NCHW code often does
+        def forward(self, images):
+            x = self.conv(images)
+            return self.head(x.view(x.shape[0], -1)[:, :self.head.in_features])
+
+    torch.manual_seed(0)
+    tiny_fit(tmp_path / "nchw", model=Viewing(), max_iterations=2)      # fine in the default layout
+    with pytest.raises(RuntimeError, match=r"channels-last.*\.reshape.*channels_last=False") as raised:
+        tiny_fit(tmp_path / "nhwc", model=Viewing(), channels_last=True, max_iterations=2)
+    assert "view size is not compatible" in str(raised.value)            # torch's own words kept
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
 def test_cuda_mixed_precision_channels_last(tmp_path, amp):

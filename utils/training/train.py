@@ -15,6 +15,7 @@ on the first non-finite loss before it reaches the weights.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -93,6 +94,25 @@ def fit(model: torch.nn.Module, criterion: Callable, train_set: Dataset, config:
                         ctx, device, lr_schedule).run()
     finally:
         teardown_distributed(ctx)
+
+
+VIEW_STRIDE_ERROR = "view size is not compatible with input tensor's size and stride"
+
+
+@contextlib.contextmanager
+def _named_layout_errors(channels_last: bool):
+    """Under channels-last, a ``.view`` of a feature map that regroups channels with pixels fails with
+    torch's stride message; say that the run's memory format is the cause and what to do."""
+    try:
+        yield
+    except RuntimeError as err:
+        if channels_last and VIEW_STRIDE_ERROR in str(err):
+            raise RuntimeError(
+                "this run trains channels-last (TrainConfig.channels_last=True: feature maps are NHWC in "
+                "memory), and a layer or loss calls .view on a map whose memory is not NCHW-contiguous; "
+                "use .reshape (or .contiguous().view) there, or train with channels_last=False. "
+                f"torch said: {err}") from err
+        raise
 
 
 class _Trainer:
@@ -202,7 +222,8 @@ class _Trainer:
         if self.config.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         amp = self.config.amp
-        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
+        with torch.autocast(self.device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None), \
+                _named_layout_errors(self.config.channels_last):
             parts = self._loss_parts(net(images), targets, images)
         loss = torch.stack(list(parts.values())).sum()
         # The mean over processes is what is logged, and every process sees the same NaN and stops.
