@@ -29,10 +29,10 @@ FULL = "resnet101"            # Face R-FCN's backbone (no public checkpoint: nam
 ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK = ("1_anchors_boxes.ipynb", "2_psroi_model.ipynb",
                                                     "3_targets_losses.ipynb")
 NOTEBOOKS = (ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK)
-# The demo's recipe: 1800 steps of 8 crops of 320 px, AdamW, cosine schedule. Measured 2026-11-30 on the
-# quiet 2-core machine (2 threads, `make demo MODEL=rfcn`, nothing else running): 12.7-18.6 images/s,
-# training 950 s, evaluation of the 200 validation images 15 s, 16.2 min in all; AP easy / medium / hard
-# 0.989 / 0.937 / 0.698 (2500 steps would have taken ~23 min). Per step the criterion (proposals,
+# The demo's recipe: 1800 steps of 8 crops of 320 px, AdamW, cosine schedule, channels-last. Measured
+# 2026-12-07 (2 threads, `make demo MODEL=rfcn`): training 820 s, evaluation 6 s, 13.8 min in all, 8 of
+# them beside another 2-thread job; AP easy / medium / hard 0.988 / 0.937 / 0.708. Contiguous
+# (2026-11-30, quiet machine): training 950 s, 16.2 min, AP 0.989 / 0.937 / 0.698. Per step the criterion (proposals,
 # anchor/proposal targets, head on the sampled RoIs) is ~15-20% and augmentation ~5%.
 DEMO = dict(image_size=320, max_iterations=1800, batch_size=8, lr=2e-3, momentum=0.9, weight_decay=1e-4,
             optimizer="adamw", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0,
