@@ -38,8 +38,8 @@ def _cached(submission, key: str, compute):
 
 
 def cached_scores(submission, key: str):
-    """What the checks computed and kept (``"public"``, ``"hidden"``, ``"state"``, ``"published"``): a value, the
-    ``GradingFailure`` it ended in, or None where no check asked for it."""
+    """What the checks computed and kept (``"public"``, ``"hidden"``, ``"state"``, ``"published"``): a
+    value, the ``GradingFailure`` it ended in, or None where no check asked for it."""
     return submission.__dict__.get("_challenge_scores", {}).get(key)
 
 

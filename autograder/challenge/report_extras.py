@@ -9,7 +9,8 @@ worker's run of the unit), so every view that builds the Report (``pytest autogr
 from __future__ import annotations
 
 from autograder.challenge.cases import PUBLIC_IMAGES, UPLOAD
-from autograder.challenge.checks import UNIT, cached_scores, published_distances, published_match, upload_state
+from autograder.challenge.checks import (UNIT, cached_scores, published_distances, published_match,
+                                         upload_state)
 from autograder.challenge.scoring import ap_text
 
 LEADERBOARD_SPLIT = "similar"      # the hidden split whose tests are shown before the due date

@@ -32,8 +32,8 @@ NOTEBOOKS = (ANCHOR_NOTEBOOK, MODEL_NOTEBOOK, TARGET_NOTEBOOK)
 # The demo's recipe: 1800 steps of 8 crops of 320 px, AdamW, cosine schedule, channels-last. Measured
 # 2026-12-07 (2 threads, `make demo MODEL=rfcn`): training 820 s, evaluation 6 s, 13.8 min in all, 8 of
 # them beside another 2-thread job; AP easy / medium / hard 0.988 / 0.937 / 0.708. Contiguous
-# (2026-11-30, quiet machine): training 950 s, 16.2 min, AP 0.989 / 0.937 / 0.698. Per step the criterion (proposals,
-# anchor/proposal targets, head on the sampled RoIs) is ~15-20% and augmentation ~5%.
+# (2026-11-30, quiet machine): training 950 s, 16.2 min, AP 0.989 / 0.937 / 0.698. Per step the
+# criterion (proposals, anchor/proposal targets, head on the sampled RoIs) is ~15-20% and augmentation ~5%.
 DEMO = dict(image_size=320, max_iterations=1800, batch_size=8, lr=2e-3, momentum=0.9, weight_decay=1e-4,
             optimizer="adamw", schedule="cosine", warmup_iterations=100, clip_grad_norm=10.0,
             channels_last=True)

@@ -36,9 +36,9 @@ NOTEBOOKS = (MODEL_NOTEBOOK, BOXES_NOTEBOOK)
 # 1400 steps: training 1210 s (0.86 s per step: the same machine ran 8% slower), 20.8 min, AP 0.956 /
 # 0.939 / 0.897. 1250 steps (the demo): training 1013 s, evaluation 28 s, 17.5 min in all, AP 0.946 /
 # 0.933 / 0.884 — under 20 minutes with room for an 8% slower machine. Channels-last (2026-12-07,
-# nothing else running): training 496 s, 8.5 min in all, AP 0.935 / 0.936 / 0.895. The previous lite config
-# (full-width ResNet-10, 64-channel neck, 320 px, SGD) took 4.3 s per step and reached 0.211 / 0.402 /
-# 0.382 in 240 steps (20.1 min).
+# nothing else running): training 496 s, 8.5 min in all, AP 0.935 / 0.936 / 0.895. The previous lite
+# config (full-width ResNet-10, 64-channel neck, 320 px, SGD) took 4.3 s per step and reached 0.211 /
+# 0.402 / 0.382 in 240 steps (20.1 min).
 DEMO = dict(image_size=256, max_iterations=1250, batch_size=8, lr=2e-3, momentum=0.9, weight_decay=1e-4,
             optimizer="adamw", schedule="cosine", warmup_iterations=100, warmup_ratio=0.1, clip_grad_norm=10.0,
             channels_last=True)
